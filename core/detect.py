@@ -61,7 +61,7 @@ class Verdict:
 
 def p_spoof_from_logits(logits: torch.Tensor, spoof_index: int) -> torch.Tensor:
     """softmax probability of the spoof class, whatever the logit order; (B, 2) -> (B,)"""
-    return torch.softmax(logits.float(), dim=-1)[:, spoof_index]
+    return torch.softmax(logits.double(), dim=-1)[:, spoof_index]  # float64: fewer ties at 1.0
 
 
 class Detector:

@@ -1,0 +1,61 @@
+"""The one shape every explanation method returns, and how it is serialised.
+
+The store keeps ``to_record()``'s meta as JSON and its arrays as compressed NumPy
+(allow_pickle=False); ``Explanation.from_record`` rebuilds the object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ARRAY_FIELDS = ("feature_bounds", "values", "dense", "deletion_curve", "deletion_random")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    model: str  # registry key
+    weights_sha256: str
+    method: str  # EXPLAINERS key: "gradcam" | "shap" | "lime" | ...
+    method_version: str  # bumped whenever the method's output would change
+    params: dict  # JSON-able parameters that determine the result (cache key part)
+    target: int  # logit index explained
+    target_label: str  # "spoof" | "bonafide"
+    window: int  # index of the explained window in the file's window list
+    window_start: float  # seconds
+    window_end: float  # seconds
+    p_target: float  # the model's P(target) on that window
+    feature_kind: str  # "time" (segments, bounds in s) | "time-frequency" (patches)
+    # (F, 2) [t0, t1] seconds for time segments; (F, 4) [t0, t1, f0, f1] s and Hz for
+    # time-frequency patches; F = 0 for a dense-only method
+    feature_bounds: np.ndarray
+    values: np.ndarray  # (F,) signed: positive = evidence for the target class
+    # dense map on the input grid: (n_samples,) for waveform models, (bins, frames) for
+    # the CQT model; None when the method has no dense output
+    dense: np.ndarray | None
+    deletion_curve: np.ndarray  # (F + 1,) P(target) as features are removed, top first
+    deletion_random: np.ndarray  # (F + 1,) mean curve over random removal orders
+    quality: dict = field(default_factory=dict)  # r2, completeness_gap, deletion_auc, ...
+    seconds: float = 0.0
+
+    def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ARRAY_FIELDS
+        }
+        arrays = {
+            name: np.asarray(getattr(self, name))
+            for name in ARRAY_FIELDS
+            if getattr(self, name) is not None
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "Explanation":
+        kwargs = dict(meta)
+        for name in ARRAY_FIELDS:
+            kwargs[name] = arrays.get(name)
+        return cls(**kwargs)
