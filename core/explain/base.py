@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -59,3 +60,34 @@ class Explanation:
         for name in ARRAY_FIELDS:
             kwargs[name] = arrays.get(name)
         return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """What one method computes on a prepared window (explain() adds the rest)."""
+
+    values: np.ndarray  # (F,) signed relevance of each interpretable feature
+    dense: np.ndarray | None  # map on the input grid, or None
+    n_evals: int  # model evaluations the attribution made (forward, or forward+backward)
+    quality: dict = field(default_factory=dict)  # method-specific: r2, completeness_gap
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """
+    One explanation method: a registry entry of core.explain.EXPLAINERS.
+
+    ``fn(window, *, n_samples, seed, progress) -> MethodResult`` where ``window`` is a
+    core.explain.window.Window; ``default_n_samples(n_features)`` gives N when the caller
+    passes None (None for methods without a sample count, like Grad-CAM).
+    """
+
+    name: str
+    version: str  # bump whenever the method's output for the same params would change
+    fn: Callable[..., MethodResult]
+    default_n_samples: Callable[[int], int] | None = None
+    description: str = ""
+
+    @property
+    def uses_n_samples(self) -> bool:
+        return self.default_n_samples is not None

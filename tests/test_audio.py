@@ -1,0 +1,141 @@
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core.audio import (
+    SAMPLE_RATE,
+    EmptyFileError,
+    NoSamplesError,
+    NonFiniteAudioError,
+    TooLongError,
+    UnsupportedAudioError,
+    audio_sha256,
+    fit_length,
+    frame_windows,
+    load_audio,
+    window_starts,
+)
+
+FORMATS = [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")]
+
+
+def encode(x: np.ndarray, sr: int, fmt: str, subtype: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def tone(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_hz(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * SAMPLE_RATE / len(x))
+
+
+@pytest.mark.parametrize("fmt,subtype", FORMATS)
+def test_decodes_each_format_to_16k_mono(fmt, subtype):
+    stereo = np.stack([tone(440, 1.0, 22_050), tone(440, 1.0, 22_050)], axis=1)
+    data = encode(stereo, 22_050, fmt, subtype)
+    audio = load_audio(data)
+    assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert audio.orig_sample_rate == 22_050 and audio.orig_channels == 2
+    assert audio.orig_format == fmt
+    assert audio.sha256 == audio_sha256(data)
+    # lossy codecs add encoder delay/padding; the duration stays within ~0.1 s
+    assert abs(audio.duration - 1.0) < 0.1
+    assert abs(peak_hz(audio.samples) - 440) < 5
+    assert not audio.near_silent
+
+
+def test_decodes_from_a_path(tmp_path):
+    p = tmp_path / "clip.flac"
+    p.write_bytes(encode(tone(440, 0.5, 16_000), 16_000, "FLAC"))
+    audio = load_audio(p)
+    assert len(audio.samples) == 8000 and audio.orig_sample_rate == 16_000
+
+
+def test_resampling_keeps_a_1khz_tone_at_1khz():
+    audio = load_audio(encode(tone(1000, 2.0, 44_100), 44_100, "WAV"))
+    assert len(audio.samples) == 32_000
+    assert abs(peak_hz(audio.samples) - 1000) < 1.0
+    # amplitude survives the high-quality resampler
+    mid = audio.samples[4000:-4000]
+    assert abs(np.max(np.abs(mid)) - 0.5) < 0.01
+
+
+def test_stereo_is_mixed_down():
+    left, right = tone(440, 0.5, 16_000), np.zeros(8000, np.float32)
+    audio = load_audio(encode(np.stack([left, right], 1), 16_000, "WAV", "FLOAT"))
+    np.testing.assert_allclose(audio.samples, left / 2, atol=1e-6)
+
+
+def test_empty_file():
+    with pytest.raises(EmptyFileError, match="empty"):
+        load_audio(b"")
+
+
+@pytest.mark.parametrize("data", [b"hello, this is not audio" * 50, bytes(range(256)) * 8])
+def test_not_audio(data):
+    with pytest.raises(UnsupportedAudioError, match="not a supported audio file"):
+        load_audio(data)
+
+
+def test_zero_samples():
+    with pytest.raises(NoSamplesError, match="zero"):
+        load_audio(encode(np.zeros(0, np.float32), 16_000, "WAV"))
+
+
+def test_non_finite_samples():
+    x = tone(440, 0.1, 16_000)
+    x[100] = np.nan
+    with pytest.raises(NonFiniteAudioError, match="NaN"):
+        load_audio(encode(x, 16_000, "WAV", "FLOAT"))
+
+
+def test_longer_than_the_limit():
+    data = encode(tone(440, 3.0, 16_000), 16_000, "FLAC")
+    with pytest.raises(TooLongError, match="limit is"):
+        load_audio(data, max_seconds=2.0)
+    assert load_audio(data, max_seconds=4.0).duration == pytest.approx(3.0)
+
+
+def test_errors_have_one_line_messages():
+    for data in [b"", b"garbage" * 100]:
+        with pytest.raises(ValueError) as err:
+            load_audio(data)
+        assert "\n" not in str(err.value) and len(str(err.value)) < 120
+
+
+def test_silence_is_analysed_but_flagged():
+    audio = load_audio(encode(np.zeros(16_000, np.float32), 16_000, "WAV"))
+    assert audio.near_silent and audio.duration == 1.0
+    quiet = load_audio(encode(tone(440, 1.0, 16_000, amp=1e-4), 16_000, "WAV", "FLOAT"))
+    assert quiet.near_silent
+
+
+def test_fit_length_tiles_short_and_crops_long():
+    x = np.arange(5, dtype=np.float32)
+    np.testing.assert_array_equal(fit_length(x, 12), [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1])
+    np.testing.assert_array_equal(fit_length(x, 3), [0, 1, 2])
+
+
+@pytest.mark.parametrize("window,hop", [(64_600, 32_300), (96_000, 48_000), (102_400, 51_200)])
+def test_windows_cover_a_20s_file(window, hop):
+    n = 20 * SAMPLE_RATE
+    starts = window_starts(n, window, hop)
+    assert starts[0] == 0 and starts[-1] + window == n
+    assert all(b - a <= hop for a, b in zip(starts, starts[1:]))  # no gaps
+    batch, _ = frame_windows(np.zeros(n, np.float32), window, hop)
+    assert batch.shape == (len(starts), window)
+
+
+def test_short_file_is_one_tiled_window():
+    x = np.arange(1000, dtype=np.float32)
+    batch, starts = frame_windows(x, 2500, 1250)
+    assert starts == [0]
+    np.testing.assert_array_equal(batch[0], np.tile(x, 3)[:2500])
