@@ -231,7 +231,7 @@ def run_epoch(
         opt.step()
         if sched is not None:
             sched.step()
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
         n += len(idx)
         if progress:
             it.set_postfix(loss=f"{total / n:.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
