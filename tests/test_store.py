@@ -1,0 +1,502 @@
+"""core.store: keys, round trips, history, deletion, bad files, single flight."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from core import store
+from core.store import StoreError
+
+SHA = hashlib.sha256(b"some audio").hexdigest()
+VERDICT = {
+    "p_spoof": 0.75,
+    "label": "spoof",
+    "max_p_spoof": 0.9,
+    "max_window": 1,
+    "windows": [
+        {"start": 0.0, "end": 4.0375, "p_spoof": 0.6},
+        {"start": 2.01875, "end": 5.0, "p_spoof": 0.9},
+    ],
+    "seconds": 0.25,
+}
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "store" / "analyses.db"
+
+
+def _info(data: bytes, **kw) -> dict:
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "n_bytes": len(data),
+        "duration": 1.5,
+        "orig_sample_rate": 44_100,
+        "orig_channels": 2,
+        "orig_format": "WAV",
+        "rms_dbfs": -20.0,
+        "near_silent": False,
+        **kw,
+    }
+
+
+class Counter:
+    def __init__(self, value=VERDICT, sleep=0.0):
+        self.calls, self.value, self.sleep = 0, value, sleep
+        self.lock = threading.Lock()
+
+    def __call__(self):
+        with self.lock:
+            self.calls += 1
+        time.sleep(self.sleep)
+        return self.value
+
+
+# -------------------------------------------------------------------- round trips
+
+
+def test_arrays_round_trip_without_pickle():
+    arrays = {
+        "values": np.linspace(-1, 1, 17),
+        "dense": np.random.default_rng(0).standard_normal(64_600).astype(np.float32),
+        "cqt": np.random.default_rng(1).standard_normal((432, 401)).astype(np.float32),
+        "bounds": np.zeros((0, 2)),
+        "ids": np.arange(5, dtype=np.int64),
+    }
+    back = store.decode_arrays(store.encode_arrays(arrays))
+    assert set(back) == set(arrays)
+    for k, a in arrays.items():
+        assert back[k].dtype == a.dtype and back[k].shape == a.shape
+        np.testing.assert_array_equal(back[k], a)
+    with pytest.raises(ValueError, match="dtype object"):
+        store.encode_arrays({"bad": np.array([{"a": 1}], dtype=object)})
+    # a pickled payload in a stored blob is refused on load
+    buf = io.BytesIO()
+    np.savez(buf, bad=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(ValueError):
+        store.decode_arrays(buf.getvalue())
+
+
+def test_prediction_miss_then_hit_is_identical(db_path):
+    compute = Counter()
+    params = {"n_samples": 64_600, "hop": 32_300}
+    first, cached1 = store.get_or_compute_prediction(
+        SHA, "m", "w" * 64, params, compute, db=db_path
+    )
+    second, cached2 = store.get_or_compute_prediction(
+        SHA, "m", "w" * 64, params, compute, db=db_path
+    )
+    assert (cached1, cached2, compute.calls) == (False, True, 1)
+    assert first == second
+    assert first["windows"] == VERDICT["windows"] and first["p_spoof"] == 0.75
+    assert first["params"] == params
+
+
+def test_changed_weights_or_params_miss(db_path):
+    compute = Counter()
+    base = dict(audio_sha256=SHA, model="m", weights_sha256="a" * 64)
+    store.get_or_compute_prediction(
+        **base, params={"hop": 1}, compute=compute, db=db_path
+    )
+    _, c = store.get_or_compute_prediction(
+        SHA, "m", "b" * 64, {"hop": 1}, compute, db=db_path
+    )
+    assert not c and compute.calls == 2
+    _, c = store.get_or_compute_prediction(
+        **base, params={"hop": 2}, compute=compute, db=db_path
+    )
+    assert not c and compute.calls == 3
+    meta = {"window": 0, "target": 1, "target_label": "spoof", "quality": {"r2": 0.5}}
+    record = Counter(value=(meta, {"values": np.ones(4)}))
+    args = [SHA, "m", "a" * 64, "shap", "1", {"segments": 16, "seed": 0}, record]
+    store.get_or_compute_explanation(*args, db=db_path)
+    m, a, cached = store.get_or_compute_explanation(*args, db=db_path)
+    assert cached and record.calls == 1 and m == meta
+    for changed in (
+        [
+            SHA,
+            "m",
+            "a" * 64,
+            "shap",
+            "2",
+            {"segments": 16, "seed": 0},
+        ],  # method version
+        [SHA, "m", "a" * 64, "shap", "1", {"segments": 8, "seed": 0}],  # parameter
+        [SHA, "m", "c" * 64, "shap", "1", {"segments": 16, "seed": 0}],  # weights
+        [SHA, "m", "a" * 64, "lime", "1", {"segments": 16, "seed": 0}],  # method
+    ):
+        _, _, cached = store.get_or_compute_explanation(*changed, record, db=db_path)
+        assert not cached
+    assert record.calls == 5
+
+
+def test_record_audio_keeps_bytes_under_the_hash_only(db_path):
+    data = b"RIFF fake wav bytes" * 10
+    store.record_audio(_info(data), data, "../../etc/passwd", db=db_path)
+    row = store.record_audio(_info(data), data, "C:\\uploads\\call 1.wav", db=db_path)
+    sha = hashlib.sha256(data).hexdigest()
+    assert sorted(row["filenames"]) == ["call 1.wav", "passwd"]
+    assert row["filename"] == "call 1.wav"  # most recent first
+    assert row["first_seen"] <= row["last_seen"]
+    assert row["orig_sample_rate"] == 44_100 and row["orig_channels"] == 2
+    assert os.listdir(db_path.parent / "audio") == [sha]
+    assert store.audio_bytes(sha, db=db_path) == data
+    with pytest.raises(ValueError):
+        store.record_audio(_info(b"other"), data, "x.wav", db=db_path)
+
+
+def test_digital_silence_rms_is_stored_as_null(db_path):
+    data = b"\0" * 100
+    row = store.record_audio(
+        _info(data, rms_dbfs=-np.inf, near_silent=True), data, "s.wav", db=db_path
+    )
+    assert row["rms_dbfs"] is None and row["near_silent"] is True
+
+
+# ------------------------------------------------------------------------- schema
+
+
+def test_wal_busy_timeout_and_schema_version(db_path):
+    assert store.schema_version(db=db_path) == store.SCHEMA_VERSION
+    with store.open_db(db_path) as db:
+        assert db.journal_mode == "wal"
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
+        assert {"audio", "filenames", "predictions", "explanations", "claims"} <= set(
+            db.table_names()
+        )
+
+
+def test_db_location_from_env_and_argument(tmp_path, monkeypatch):
+    monkeypatch.delenv(store.DB_ENV, raising=False)
+    assert store.resolve_db_path() == store.PROJECT_ROOT / "cache" / "analyses.db"
+    monkeypatch.setenv(store.DB_ENV, str(tmp_path / "env.db"))
+    assert store.resolve_db_path() == tmp_path / "env.db"
+    assert store.resolve_db_path(tmp_path / "arg.db") == tmp_path / "arg.db"
+    assert store.audio_dir(tmp_path / "arg.db") == tmp_path / "audio"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"hello, this is a text file\n" * 50,
+        b"\x89PNG\r\n\x1a\n" + bytes(2000),
+        b"SQLite",
+    ],
+    ids=["text", "png", "short"],
+)
+def test_foreign_file_gives_clear_error_and_is_kept(db_path, content):
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(content)
+    with pytest.raises(StoreError) as err:
+        store.list_history(db=db_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "not a SQLite database" in msg and str(db_path) in msg
+    assert db_path.read_bytes() == content
+
+
+@pytest.mark.parametrize("keep", [0.5, 200, 60])
+def test_truncated_store_gives_clear_error_and_is_kept(tmp_path, keep):
+    path = tmp_path / "a.db"
+    for i in range(30):
+        data = os.urandom(5000)
+        store.record_audio(_info(data), data, f"f{i}.wav", db=path)
+    with sqlite3.connect(path) as conn:  # fold the WAL into the main file
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    n = int(size * keep) if isinstance(keep, float) else keep
+    with open(path, "r+b") as f:
+        f.truncate(n)
+    store._READY.clear()  # as a new process would see it
+    with pytest.raises(StoreError) as err:
+        store.list_history(db=path)
+    assert "\n" not in str(err.value)
+    assert "corrupt or truncated" in str(err.value) or "not a SQLite" in str(err.value)
+    assert path.stat().st_size == n
+
+
+def test_other_sqlite_database_is_refused(tmp_path):
+    path = tmp_path / "someone-else.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    with pytest.raises(StoreError, match="not an analysis store"):
+        store.list_history(db=path)
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert names == {"invoices"}
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "a.db"
+    store.list_history(db=path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+            [store.MIGRATIONS.name, "m999_future", "2099-01-01"],
+        )
+    store._READY.clear()
+    with pytest.raises(StoreError, match="newer version"):
+        store.list_history(db=path)
+
+
+def test_old_schema_is_migrated_in_place(tmp_path):
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        from sqlite_utils import Database
+
+        store.MIGRATIONS.apply(Database(conn), stop_before="m002_batches")
+        conn.execute(
+            "INSERT INTO audio (sha256, n_bytes, duration, orig_sample_rate, "
+            "orig_channels, first_seen, last_seen) VALUES (?, 1, 1.0, 16000, 1, 'a', 'b')",
+            [SHA],
+        )
+    assert store.schema_version(db=path) == store.SCHEMA_VERSION == 2
+    assert store.get_audio(SHA, db=path)["duration"] == 1.0
+    store.record_batch("b", protocol="p.txt", audio_dir="d", models=["m"], methods=[], db=path)
+    assert store.get_batch("b", db=path)["models"] == ["m"]
+
+
+def test_batches_record_files(db_path):
+    store.record_batch("run", protocol="p", audio_dir="a", models=["m"], methods=["shap"], db=db_path)
+    base = dict(batch="run", system="A07", key="spoof", db=db_path)
+    store.record_batch_file(**base, file_id="f2", sha256=None, status="failed", error="bad")
+    store.record_batch_file(**base, file_id="f1", sha256=SHA, status="done", error=None)
+    store.record_batch_file(**base, file_id="f2", sha256=SHA, status="done", error=None)
+    files = store.batch_files("run", db=db_path)
+    assert [(f["file_id"], f["status"], f["error"]) for f in files] == [
+        ("f1", "done", None), ("f2", "done", None)
+    ]  # fmt: skip
+    assert store.batch_files("nope", db=db_path) == [] and store.get_batch("nope", db=db_path) is None
+
+
+# ------------------------------------------------------------ history and delete
+
+
+def _fill(db_path, n=5):
+    shas = []
+    for i in range(n):
+        data = f"audio {i}".encode() * 20
+        info = _info(data, duration=float(i + 1))
+        store.record_audio(info, data, f"case{i % 2}_clip{i}.wav", db=db_path)
+        label = "spoof" if i % 2 else "bonafide"
+        v = {**VERDICT, "label": label, "p_spoof": i / 10}
+        store.get_or_compute_prediction(
+            info["sha256"], "m1", "w" * 64, {}, lambda v=v: v, db=db_path
+        )
+        shas.append(info["sha256"])
+    return shas
+
+
+def test_history_filters_sorts_and_paginates(db_path):
+    shas = _fill(db_path)
+    page = store.list_history(db=db_path)
+    assert page.total == 5 and [i["sha256"] for i in page.items] == shas[::-1]
+    item = page.items[0]
+    assert (
+        item["predictions"]["m1"]["label"] == "bonafide" and item["n_explanations"] == 0
+    )
+    assert store.list_history(db=db_path, filename="CASE1").total == 2
+    assert store.list_history(db=db_path, filename="%").total == 0  # LIKE escaped
+    assert store.list_history(db=db_path, label="spoof").total == 2
+    assert store.list_history(db=db_path, model="m1", label="bonafide").total == 3
+    assert store.list_history(db=db_path, model="other").total == 0
+    by_p = store.list_history(db=db_path, sort="p_spoof", descending=True, limit=2)
+    assert [i["sha256"] for i in by_p.items] == [shas[4], shas[3]] and by_p.total == 5
+    nxt = store.list_history(
+        db=db_path, sort="duration", descending=False, limit=2, offset=2
+    )
+    assert [i["sha256"] for i in nxt.items] == shas[2:4]
+    today = page.items[0]["last_seen"][:10]
+    assert store.list_history(db=db_path, since=today, until=today).total == 5
+    assert store.list_history(db=db_path, until="2000-01-01").total == 0
+    assert store.list_history(db=db_path, since="2999-01-01").total == 0
+    with pytest.raises(ValueError):
+        store.list_history(db=db_path, sort="nonsense")
+
+
+def test_get_analysis_and_delete_everything_it_owns(db_path):
+    shas = _fill(db_path, 2)
+    sha = shas[0]
+    meta = {
+        "window": 1,
+        "target": 0,
+        "target_label": "bonafide",
+        "quality": {"r2": 0.9},
+    }
+    store.get_or_compute_explanation(
+        sha,
+        "m1",
+        "w" * 64,
+        "lime",
+        "1",
+        {},
+        lambda: (meta, {"values": np.arange(3.0)}),
+        db=db_path,
+    )
+    a = store.get_analysis(sha, db=db_path)
+    assert a["audio"]["sha256"] == sha and len(a["predictions"]) == 1
+    assert [e["method"] for e in a["explanations"]] == ["lime"]
+    assert (
+        a["explanations"][0]["quality"] == {"r2": 0.9}
+        and "arrays" not in a["explanations"][0]
+    )
+    full = store.get_analysis(sha, db=db_path, arrays=True)
+    np.testing.assert_array_equal(
+        full["explanations"][0]["arrays"]["values"], np.arange(3.0)
+    )
+
+    assert store.delete_analysis(sha, db=db_path)
+    assert store.get_analysis(sha, db=db_path) is None
+    assert not (db_path.parent / "audio" / sha).exists()
+    with store.open_db(db_path) as db:
+        for table, col in [
+            ("audio", "sha256"),
+            ("filenames", "sha256"),
+            ("predictions", "audio_sha256"),
+            ("explanations", "audio_sha256"),
+        ]:
+            assert (
+                db.execute(
+                    f"SELECT count(*) FROM {table} WHERE {col} = ?", [sha]
+                ).fetchone()[0]
+                == 0
+            )
+    assert store.get_analysis(shas[1], db=db_path) is not None  # the other one stays
+    assert (db_path.parent / "audio" / shas[1]).exists()
+    assert not store.delete_analysis(sha, db=db_path)
+
+
+# ------------------------------------------------------------------ single flight
+
+
+def test_single_flight_across_threads(db_path):
+    compute = Counter(sleep=0.3)
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(
+                store.get_or_compute_prediction(
+                    SHA, "m", "w" * 64, {}, compute, db=db_path
+                )
+            )
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and compute.calls == 1
+    assert sorted(c for _, c in results) == [False] + [True] * 5
+    assert all(r == results[0][0] for r, _ in results)
+
+
+def test_failed_compute_releases_the_claim(db_path):
+    def boom():
+        raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        store.get_or_compute_prediction(SHA, "m", "w" * 64, {}, boom, db=db_path)
+    with store.open_db(db_path) as db:
+        assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+    _, cached = store.get_or_compute_prediction(
+        SHA, "m", "w" * 64, {}, Counter(), db=db_path
+    )
+    assert not cached
+
+
+def test_claim_of_a_dead_process_is_taken_over(db_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    key = store.prediction_key(SHA, "m", "w" * 64, {})
+    now = time.time()
+    with store.open_db(db_path) as db:
+        db.execute(
+            "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [key, "prediction", "ghost", store._HOST, dead.pid, now, now],
+        )
+    t0 = time.monotonic()
+    _, cached = store.get_or_compute_prediction(
+        SHA, "m", "w" * 64, {}, Counter(), db=db_path
+    )
+    assert not cached and time.monotonic() - t0 < 5
+
+
+def test_waiter_gets_the_result_computed_elsewhere(db_path, monkeypatch):
+    """A claim held by a live owner: we wait, and take its result when it lands."""
+    key = store.prediction_key(SHA, "m", "w" * 64, {})
+    now = time.time()
+    with store.open_db(db_path) as db:
+        db.execute(
+            "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [key, "prediction", "other", store._HOST, os.getpid(), now, now],
+        )
+
+    def other_finishes():
+        time.sleep(0.4)
+        with store.open_db(db_path) as db, store._write(db):
+            db.execute("DELETE FROM claims WHERE key = ?", [key])
+            db.table("predictions").insert(
+                {
+                    "key": key, "audio_sha256": SHA, "model": "m", "weights_sha256": "w" * 64,
+                    "params": "{}", "p_spoof": 0.1, "label": "bonafide", "max_p_spoof": 0.1,
+                    "max_window": 0, "windows": "[]", "seconds": 1.0, "created": "x",
+                }
+            )  # fmt: skip
+
+    t = threading.Thread(target=other_finishes)
+    t.start()
+    waits = []
+    compute = Counter()
+    row, cached = store.get_or_compute_prediction(
+        SHA, "m", "w" * 64, {}, compute, db=db_path, on_wait=waits.append
+    )
+    t.join()
+    assert cached and compute.calls == 0 and row["p_spoof"] == 0.1 and len(waits) == 1
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_history_show_delete(db_path, capsys):
+    from core.cli import main
+
+    shas = _fill(db_path, 3)
+    assert main(["history", "--json", "--db", str(db_path), "--label", "spoof"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"] == 1 and out["items"][0]["sha256"] == shas[1]
+    assert main(["history", "--db", str(db_path), "--filename", "clip2"]) == 0
+    assert shas[2][:12] in capsys.readouterr().out
+    assert main(["show", shas[0][:10], "--json", "--db", str(db_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["audio"]["sha256"] == shas[0]
+    assert main(["delete", shas[0], "--db", str(db_path)]) == 0
+    assert store.get_audio(shas[0], db=db_path) is None
+    capsys.readouterr()
+    assert main(["delete", shas[0], "--db", str(db_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cli_reports_a_foreign_store_in_one_line(tmp_path, capsys):
+    from core.cli import main
+
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a database at all")
+    assert main(["history", "--db", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "not a SQLite database" in err and err.count("\n") == 1
+    assert bad.read_text() == "not a database at all"
