@@ -330,6 +330,21 @@ def cmd_corpus(args) -> int:
     return 0
 
 
+def _current(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
+    """
+    One row per group: made with the registry's current weights when there is one,
+    else the newest (rows arrive newest first per model).
+    """
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        k = tuple(r[c] for c in by)
+        spec = MODELS.get(r["model"])
+        is_current = spec is not None and r["weights_sha256"] == spec.sha256
+        if k not in best or (is_current and best[k]["weights_sha256"] != spec.sha256):
+            best[k] = r
+    return list(best.values())
+
+
 def summarise_batch(name: str, *, db=None):
     """CorpusSummary of a stored batch: scores and explanations joined with labels."""
     from .corpus import summarise
@@ -343,10 +358,10 @@ def summarise_batch(name: str, *, db=None):
         analysis = store.get_analysis(sha, db=db, arrays=True)
         if analysis is None:
             continue
-        for p in analysis["predictions"]:
+        for p in _current(analysis["predictions"], ("model",)):
             scores.append({"model": p["model"], "system": f["system"], "key": f["key"],
                            "score": p["p_spoof"]})
-        for e in analysis["explanations"]:
+        for e in _current(analysis["explanations"], ("model", "method")):
             meta, arrays = e["meta"], e["arrays"]
             records.append({
                 "model": e["model"], "method": e["method"], "system": f["system"],

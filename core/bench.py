@@ -1,6 +1,7 @@
 """Benchmarks that print measured numbers.
 
     python -m core.bench verdict [--model KEY]... [--repeats N]
+    python -m core.bench batch [--limit N] [--model KEY]... [--workers 1,2]
     python -m core.bench explain ...   (core.explain.benchmark)
     python -m core.bench store ...     (core.store_bench)
 
@@ -92,13 +93,46 @@ def bench_verdict(argv: list[str]) -> int:
     return 0
 
 
+def bench_batch(argv: list[str]) -> int:
+    """files per second of `core batch` (local engine) on minispoof eval, per worker count"""
+    import tempfile
+    from pathlib import Path
+
+    from .batch import run_batch
+    from .data import parse_protocol
+
+    default_root = Path(__file__).resolve().parent.parent.parent / "shared/data/minispoof"
+    p = argparse.ArgumentParser(prog="python -m core.bench batch")
+    p.add_argument("--protocol", default=str(default_root / "protocols/minispoof.eval.txt"))
+    p.add_argument("--audio-dir", default=str(default_root / "flac"))
+    p.add_argument("--limit", type=int, default=0, help="first N files only (0 = all)")
+    p.add_argument("--model", action="append", metavar="KEY")
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    args = p.parse_args(argv)
+    entries = parse_protocol(args.protocol)
+    if args.limit:
+        entries = entries[: args.limit]
+    models = args.model or available_models()
+    print(f"{len(entries)} files of {args.protocol}; models: {', '.join(models)}")
+    print(f"{'workers':>7} {'files':>6} {'seconds':>8} {'files/s':>8}")
+    for n in [int(w) for w in args.workers.split(",")]:
+        with tempfile.TemporaryDirectory() as tmp:
+            rep = run_batch(entries, args.audio_dir, name="bench", models=models,
+                            workers=n, db=Path(tmp) / "bench.db", progress=False)
+        print(f"{n:>7} {rep.computed:>6} {rep.seconds:8.1f} {rep.files_per_second:8.2f}")
+    print(f"peak RSS of the driver {peak_rss_mb():.0f} MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("verdict", "explain", "store"):
+    if not argv or argv[0] not in ("verdict", "batch", "explain", "store"):
         print(__doc__)
         return 2
     if argv[0] == "verdict":
         return bench_verdict(argv[1:])
+    if argv[0] == "batch":
+        return bench_batch(argv[1:])
     module = {"explain": "core.explain.benchmark", "store": "core.store_bench"}[argv[0]]
     return importlib.import_module(module).main(argv[1:])
 

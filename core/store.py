@@ -1184,6 +1184,23 @@ def get_batch(name: str, *, db: str | Path | None = None) -> dict | None:
     return row
 
 
+def list_batches(*, db: str | Path | None = None) -> list[dict]:
+    """Every batch with its file counts (done / failed), newest first."""
+    with open_db(db) as conn:
+        rows = list(
+            conn.query(
+                "SELECT b.*, "
+                "(SELECT count(*) FROM batch_files f WHERE f.batch = b.name) AS n_files, "
+                "(SELECT count(*) FROM batch_files f WHERE f.batch = b.name "
+                "AND f.status = 'failed') AS n_failed "
+                "FROM batches b ORDER BY b.updated DESC"
+            )
+        )
+    for row in rows:
+        row["models"], row["methods"] = json.loads(row["models"]), json.loads(row["methods"])
+    return rows
+
+
 def batch_files(name: str, *, db: str | Path | None = None) -> list[dict]:
     """Every file row of a batch, by file_id; [] for an unknown batch."""
     with open_db(db) as conn:

@@ -37,7 +37,8 @@ def _stored(db, entries):
 def test_local_batch_fills_the_store_and_resumes(tmp_path, subset, official_weights_dir):
     entries, audio = subset
     db = tmp_path / "local.db"
-    rep = run_batch(entries, audio, name="subset", models=[MODEL], workers=1, db=db, progress=False)
+    rep = run_batch(entries, audio, name="subset", models=[MODEL], methods=["gradcam"],
+                    workers=1, db=db, progress=False)
     assert rep.computed == 6 and rep.skipped == 0
     assert list(rep.failed) == ["MS_E_BROKEN"] and "not a supported audio file" in rep.failed["MS_E_BROKEN"]
     files = {f["file_id"]: f for f in store.batch_files("subset", db=db)}
@@ -47,12 +48,20 @@ def test_local_batch_fills_the_store_and_resumes(tmp_path, subset, official_weig
     assert len(stored) == 6 and all(0 <= v[MODEL] <= 1 for v in stored.values())
 
     # rerun: nothing is computed again
-    again = run_batch(entries, audio, name="subset", models=[MODEL], workers=1, db=db, progress=False)
+    again = run_batch(entries, audio, name="subset", models=[MODEL], methods=["gradcam"],
+                      workers=1, db=db, progress=False)
     assert again.computed == 0 and again.skipped == 6 and list(again.failed) == ["MS_E_BROKEN"]
 
     summary = summarise_batch("subset", db=db)
     rows = {r["system"]: r for r in summary.eer}
     assert rows["all"]["n_bonafide"] == 3 and rows["all"]["n_spoof"] == 3
+    # one Grad-CAM profile per attack system present (and one for bona fide, "-")
+    systems = {e.system for e in entries[:6]}
+    profiles = {p.system: p for p in summary.profiles if p.method == "gradcam"}
+    assert set(profiles) == systems
+    for p in profiles.values():
+        assert p.time.shape == (20,) and np.isfinite(p.time).all()
+        assert abs(np.abs(p.time).sum() - 1.0) < 1e-6  # mean of L1-normalised profiles
 
 
 def test_ray_engine_stores_the_same_results_as_local(tmp_path, subset, official_weights_dir):
