@@ -25,7 +25,7 @@ from .features import CQT_BINS_PER_OCTAVE, CQT_HOP
 SPOOF_RED = "#b2182b"
 BONAFIDE_BLUE = "#2166ac"
 NEUTRAL = "#f7f7f7"
-EVIDENCE_LEGEND = "evidence: red = spoof, blue = bona fide"
+EVIDENCE_LEGEND = "evidence: + spoof / − bona fide"
 
 WAVEFORM_POINTS = 1200  # envelope bins drawn for a waveform: enough for 1 px each
 CQT_MAX_FRAMES = 120  # heatmap cells across time; more makes the browser sluggish
@@ -56,6 +56,16 @@ def evidence_colour(x: float) -> str:
     a, b = _rgb(NEUTRAL), _rgb(end)
     t = abs(x)
     return "#" + "".join(f"{round(ai + (bi - ai) * t):02x}" for ai, bi in zip(a, b))
+
+
+def evidence_color(field: str, limit: float) -> alt.Color:
+    """the colour channel of every evidence chart"""
+    return alt.Color(
+        field,
+        scale=evidence_scale(limit),
+        title=EVIDENCE_LEGEND,
+        legend=alt.Legend(titleLimit=320, gradientLength=120, format="+.2g"),
+    )
 
 
 def _rgb(h: str) -> tuple[int, int, int]:
@@ -101,8 +111,18 @@ def segments_frame(expl) -> pd.DataFrame:
             "value": np.asarray(expl.values, dtype=np.float64).reshape(-1)[:n],
         }
     )
+    # a file shorter than the window is tiled up to it: draw only the real audio
+    end = float(expl.window_end)
+    df = df[df["t0"] < end - 1e-9].copy()
+    df["t1"] = df["t1"].clip(upper=end)
     df["label"] = [_segment_label(r) for r in df.itertuples()]
-    return df
+    return df.reset_index(drop=True)
+
+
+def is_tiled(expl) -> bool:
+    """True when the explanation has features past the file's end (a tiled window)"""
+    b = np.asarray(expl.feature_bounds, dtype=np.float64).reshape(-1, _ncols(expl))
+    return bool(len(b)) and float(b[:, 1].max()) > float(expl.window_end) + 1e-6
 
 
 def _ncols(expl) -> int:
@@ -204,7 +224,8 @@ def waveform_chart(
         alt.Chart(env)
         .mark_area(color="#444444", opacity=0.85, interpolate="step-after")
         .encode(
-            x=alt.X("time:Q", title="time (s)", scale=alt.Scale(nice=False)),
+            x=alt.X("time:Q", title="time (s)", scale=alt.Scale(nice=False),
+                    axis=alt.Axis(tickCount=10)),
             y=alt.Y("low:Q", title="amplitude", scale=alt.Scale(domain=[-1, 1])),
             y2="high:Q",
             tooltip=[
@@ -226,9 +247,7 @@ def waveform_chart(
             x2="t1:Q",
             y=alt.value(0),
             y2=alt.value(height),
-            color=alt.Color(
-                "evidence:Q", scale=evidence_scale(lim), title=EVIDENCE_LEGEND
-            ),
+            color=evidence_color("evidence:Q", lim),
             opacity=alt.Opacity(
                 "strength:Q", scale=alt.Scale(domain=[0, lim], range=[0.05, 0.8]), legend=None
             ),
@@ -340,7 +359,7 @@ def cqt_chart(
     that carry no evidence leave the spectrogram visible.
     """
     base_df = cqt_frame(cqt_db, freqs, offset=offset)
-    x = alt.X("t0:Q", title="time (s)", scale=alt.Scale(nice=False))
+    x = alt.X("t0:Q", title="time (s)", scale=alt.Scale(nice=False), axis=alt.Axis(tickCount=10))
     y = alt.Y(
         "f0:Q",
         title="frequency (Hz)",
@@ -379,9 +398,7 @@ def cqt_chart(
             x2="t1:Q",
             y=y,
             y2="f1:Q",
-            color=alt.Color(
-                "evidence:Q", scale=evidence_scale(lim), title=EVIDENCE_LEGEND
-            ),
+            color=evidence_color("evidence:Q", lim),
             opacity=alt.Opacity(
                 "strength:Q", scale=alt.Scale(domain=[0, lim], range=[0.0, 0.75]), legend=None
             ),
@@ -401,10 +418,13 @@ def cqt_chart(
     )
 
 
-def segment_chart(expl, *, top: int = TOP_PATCHES, height: int = 220) -> alt.Chart:
+def segment_chart(
+    expl, *, top: int = TOP_PATCHES, height: int = 220, compact: bool = False
+) -> alt.Chart:
     """
     Bar per interpretable feature, on the evidence scale. Time segments in time order;
-    time-frequency patches: the ``top`` strongest, strongest first.
+    time-frequency patches: the ``top`` strongest, strongest first. ``compact``: no
+    legend, labels or titles, for small multiples (the tooltips keep every value).
     """
     seg = segments_frame(expl)
     if seg.empty:
@@ -426,6 +446,10 @@ def segment_chart(expl, *, top: int = TOP_PATCHES, height: int = 220) -> alt.Cha
             alt.Tooltip("f1:Q", title="to (Hz)", format=".0f"),
         ]
     tooltip.append(alt.Tooltip("evidence:Q", title="evidence for spoof", format="+.4f"))
+    x_title = "time-frequency patch" if patches else "time segment"
+    colour = evidence_color("evidence:Q", lim)
+    if compact:
+        colour = alt.Color("evidence:Q", scale=evidence_scale(lim), legend=None)
     return (
         alt.Chart(seg)
         .mark_bar()
@@ -433,11 +457,16 @@ def segment_chart(expl, *, top: int = TOP_PATCHES, height: int = 220) -> alt.Cha
             x=alt.X(
                 "label:N",
                 sort=order,
-                title="time-frequency patch" if patches else "time segment",
-                axis=alt.Axis(labelAngle=-45, labelLimit=160),
+                title=(x_title + " →") if compact else x_title,
+                axis=alt.Axis(labels=False, ticks=False) if compact
+                else alt.Axis(labelAngle=-45, labelLimit=160),
             ),
-            y=alt.Y("evidence:Q", title="evidence for spoof (+) / bona fide (-)"),
-            color=alt.Color("evidence:Q", scale=evidence_scale(lim), title=EVIDENCE_LEGEND),
+            y=alt.Y(
+                "evidence:Q",
+                title=None if compact else "evidence for spoof (+) / bona fide (-)",
+                axis=alt.Axis(format="+.2g", tickCount=4) if compact else alt.Axis(),
+            ),
+            color=colour,
             tooltip=tooltip,
         )
         .properties(height=height, width="container")
@@ -482,7 +511,12 @@ def timeline_chart(
         .mark_rule(strokeDash=[4, 4], color="#555555")
         .encode(y="y:Q")
     )
-    x = alt.X("start:Q", title="time (s)", scale=alt.Scale(domain=[0, t_max], nice=False))
+    x = alt.X(
+        "start:Q",
+        title="time (s)",
+        scale=alt.Scale(domain=[0, t_max], nice=False),
+        axis=alt.Axis(tickCount=10),
+    )
     y = alt.Y("p_spoof:Q", title="P(spoof)", scale=alt.Scale(domain=[0, 1]))
     tooltip = [
         alt.Tooltip("model:N"),
@@ -491,7 +525,14 @@ def timeline_chart(
         alt.Tooltip("end:Q", title="to (s)", format=".2f"),
         alt.Tooltip("p_spoof:Q", title="P(spoof)", format=".3f"),
     ]
-    colour = alt.Color("model:N", title="model", legend=alt.Legend(orient="bottom"))
+    colour = alt.Color(
+        "model:N",
+        title="model",
+        legend=alt.Legend(
+            orient="bottom", labelLimit=400, symbolType="stroke", symbolStrokeWidth=5,
+            symbolSize=300, symbolOpacity=1,
+        ),
+    )
     strokes = (
         alt.Chart(df)
         .mark_rule(strokeWidth=4, opacity=0.8)

@@ -377,10 +377,11 @@ def _row(k: str, v: str) -> str:
 
 def _explanation_html(x: dict) -> str:
     e = html.escape
+    # scalars only: per-band profiles and the like stay in the JSON
     q = ", ".join(
-        f"{e(k)} = {v:.3g}" if isinstance(v, (int, float)) else f"{e(k)} = {e(str(v))}"
+        f"{e(k)} = {v:.3g}"
         for k, v in (x.get("quality") or {}).items()
-        if v is not None
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
     )
     top = "; ".join(
         f"{e(t['label'])} ({t['spoof_evidence']:+.3g})" for t in x["top_features"]
@@ -406,9 +407,12 @@ def _bands_from_summary(x: dict) -> list[tuple[float, float, float]]:
     if b.size == 0 or ev.size == 0:
         return []
     b = b.reshape(len(ev), -1)
+    end = float(x["window_end"])  # a tiled window: only the real audio is drawn
     acc: dict[tuple[float, float], float] = {}
     for row, v in zip(b, ev):
-        key = (round(float(row[0]), 4), round(float(row[1]), 4))
+        if row[0] >= end - 1e-9:
+            continue
+        key = (round(float(row[0]), 4), round(min(float(row[1]), end), 4))
         acc[key] = acc.get(key, 0.0) + float(v)
     return sorted((t0, t1, v) for (t0, t1), v in acc.items())
 
@@ -455,9 +459,9 @@ def svg_timeline(windows: Mapping[str, Sequence], *, width: int = 720, height: i
                 f"{html.escape(m)}: {a:.2f}-{b:.2f} s, P(spoof) {p:.3f}</title></line>"
             )
         out.append(
-            f'<rect x="{left + 150 * i}" y="{height - 14}" width="10" height="10" fill="{c}"/>'
-            f'<text x="{left + 150 * i + 14}" y="{height - 5}" font-size="11">'
-            f"{html.escape(m[:22])}</text>"
+            f'<rect x="{left + 300 * i}" y="{height - 14}" width="10" height="10" fill="{c}"/>'
+            f'<text x="{left + 300 * i + 14}" y="{height - 5}" font-size="11">'
+            f"{html.escape(m[:46])}</text>"
         )
     out.append("</svg>")
     return "".join(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -102,6 +103,20 @@ def test_one_scale_on_every_evidence_chart():
     for chart in specs:
         text = json.dumps(chart.to_dict())
         assert charts.SPOOF_RED in text and charts.BONAFIDE_BLUE in text
+
+
+def test_compact_segment_chart_has_no_legend_but_keeps_tooltips():
+    spec = charts.segment_chart(make_expl([0.5, -0.2, 0.1]), compact=True).to_dict()
+    assert spec["encoding"]["color"]["legend"] is None
+    assert any(t.get("title") == "evidence for spoof" for t in spec["encoding"]["tooltip"])
+
+
+def test_explanation_drawn_only_over_real_audio():
+    # a 3 s file in a 4 s window (tiled): the last segment lies past the file's end
+    expl = dataclasses.replace(make_expl([1, 2, 3, 4], start=0.0, end=4.0), window_end=3.0)
+    seg = charts.segments_frame(expl)
+    assert len(seg) == 3 and seg["t1"].max() == 3.0
+    assert charts.is_tiled(expl)
 
 
 def test_segments_frame_time_and_patches():
