@@ -61,7 +61,9 @@ def test_local_batch_fills_the_store_and_resumes(tmp_path, subset, official_weig
     assert set(profiles) == systems
     for p in profiles.values():
         assert p.time.shape == (20,) and np.isfinite(p.time).all()
-        assert abs(np.abs(p.time).sum() - 1.0) < 1e-6  # mean of L1-normalised profiles
+        # each file's profile has unit L1 norm; their mean (signs flipped for bona
+        # fide targets) can only shrink: 0 < |mean| <= 1
+        assert 0 < np.abs(p.time).sum() <= 1 + 1e-9
 
 
 def test_ray_engine_stores_the_same_results_as_local(tmp_path, subset, official_weights_dir):
