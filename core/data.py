@@ -107,7 +107,11 @@ def count_labels(entries: list[ProtocolEntry]) -> dict:
         if e.is_spoof:
             systems[e.system] = systems.get(e.system, 0) + 1
     n_spoof = sum(systems.values())
-    return {"bonafide": len(entries) - n_spoof, "spoof": n_spoof, "systems": dict(sorted(systems.items()))}
+    return {
+        "bonafide": len(entries) - n_spoof,
+        "spoof": n_spoof,
+        "systems": dict(sorted(systems.items())),
+    }
 
 
 def load_waveforms(

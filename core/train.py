@@ -91,6 +91,7 @@ class TrainConfig:
     init: str | None = None  # state dict to start from (fine-tuning)
     freeze: tuple[str, ...] = ()  # module-name prefixes kept fixed (eval mode, no grad)
     augment: bool = False  # light RawBoost-style noise/filtering (waveform models)
+    crop: int | None = None  # training crop in samples (default: the model's input length)
     resume: bool = False
     lr_min_ratio: float = 0.01
     command: str = ""
@@ -147,9 +148,11 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def arch_input_length(arch: str) -> int:
+def arch_input_length(arch: str, n_samples: int | None = None) -> int:
+    """input length on the last axis: samples, or CQT frames for the CQT model"""
     a = ARCHS[arch]
-    return cqt_frames(a.n_samples) if a.frontend == "cqt" else a.n_samples
+    n = n_samples or a.n_samples
+    return cqt_frames(n) if a.frontend == "cqt" else n
 
 
 def load_train_data(
@@ -157,8 +160,10 @@ def load_train_data(
     entries: list[ProtocolEntry],
     audio_dir: str | Path,
     *,
+    crop: int | None = None,
     progress: bool = False,
 ) -> TrainData:
+    """crop: input length in samples (default: the model's); dev data keeps the default"""
     a = ARCHS[arch]
     if a.frontend == "cqt":
         items = load_cqts(entries, audio_dir, cache_dir=CQT_CACHE_DIR, progress=progress)
@@ -166,7 +171,9 @@ def load_train_data(
         items = load_waveforms(entries, audio_dir, progress=progress)
     is_spoof = np.array([e.is_spoof for e in entries], dtype=bool)
     targets = np.where(is_spoof, a.spoof_index, 1 - a.spoof_index).astype(np.int64)
-    return TrainData(items=items, targets=targets, length=arch_input_length(arch), is_spoof=is_spoof)
+    return TrainData(
+        items=items, targets=targets, length=arch_input_length(arch, crop), is_spoof=is_spoof
+    )
 
 
 def class_weights(data: TrainData) -> torch.Tensor:
@@ -309,7 +316,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
     dev_dir = cfg.dev_audio_dir or cfg.audio_dir
     log(f"train: {count_labels(train_entries)}  dev: {count_labels(dev_entries)}")
     t0 = time.perf_counter()
-    train_data = load_train_data(cfg.arch, train_entries, cfg.audio_dir, progress=progress)
+    train_data = load_train_data(
+        cfg.arch, train_entries, cfg.audio_dir, crop=cfg.crop, progress=progress
+    )
     dev_data = load_train_data(cfg.arch, dev_entries, dev_dir, progress=progress)
     log(f"data ready in {time.perf_counter() - t0:.0f} s on {device}")
 
@@ -418,8 +427,8 @@ def write_sidecar(
         "weight_decay": cfg.weight_decay,
         "batch_size": cfg.batch_size,
         "loss": "cross-entropy weighted by inverse class frequency",
-        "crop": "one random crop per file per epoch at the model input length; short "
-        "files tiled from a random phase"
+        "crop": f"one random crop of {cfg.crop or ARCHS[cfg.arch].n_samples} samples per "
+        "file per epoch; short files tiled from a random phase"
         + ("; CQT cropped in the spectrogram domain" if ARCHS[cfg.arch].frontend == "cqt" else ""),
         "augment": "RawBoost-style FIR + coloured noise" if cfg.augment else "none",
         "freeze": list(cfg.freeze),
@@ -457,6 +466,24 @@ def write_sidecar(
     return sidecar
 
 
+def command_line(args) -> str:
+    """the train command as parsed (options given on the command line, canonical order)"""
+    parts = ["python", "-m", "core", "train"]
+    for name in ("arch", "protocol", "audio_dir", "dev_protocol", "dev_audio_dir", "out",
+                 "epochs", "seed", "lr", "batch_size", "weight_decay", "crop", "init"):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None:
+            parts += ["--" + name.replace("_", "-"), str(value)]
+    for prefix in args.freeze or ():
+        parts += ["--freeze", prefix]
+    for flag in ("augment", "resume"):
+        if getattr(args, flag):
+            parts.append("--" + flag)
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    return shlex.join(parts)
+
+
 def cmd_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -476,8 +503,9 @@ def cmd_train(args) -> int:
         init=args.init,
         freeze=tuple(args.freeze or ()),
         augment=args.augment,
+        crop=args.crop,
         resume=args.resume,
-        command="python -m core " + shlex.join(sys.argv[1:]),
+        command=command_line(args),
     )
     try:
         sidecar = train(cfg, progress=not args.no_progress)
@@ -510,6 +538,10 @@ def add_cli(sub) -> None:
         help="keep the modules under this name prefix fixed (repeatable), e.g. encoder.0",
     )  # fmt: skip
     p.add_argument("--augment", action="store_true", help="RawBoost-style noise/filtering")
+    p.add_argument(
+        "--crop", type=int, metavar="SAMPLES",
+        help="training crop length (default: the model's input); dev and evaluate keep it",
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from runs/NAME.last.pt")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
