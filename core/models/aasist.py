@@ -245,6 +245,9 @@ class AASIST(nn.Module):
         self.pool_hS2 = GraphPool(pools[2], gat[1], 0.3)
         self.pool_hT2 = GraphPool(pools[2], gat[1], 0.3)
         self.out_layer = nn.Linear(5 * gat[1], 2)
+        # channels-last convolutions run about a third faster on CPU (oneDNN) and give
+        # the same values; load_state_dict copies into these tensors and keeps the layout
+        self.encoder.to(memory_format=torch.channels_last)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -253,7 +256,7 @@ class AASIST(nn.Module):
         x = self.conv_time(x.unsqueeze(1)).unsqueeze(1)  # (B, 1, 70, T)
         x = F.max_pool2d(torch.abs(x), (3, 3))  # (B, 1, 23, T/3)
         x = F.selu(self.first_bn(x))
-        return self.encoder(x)
+        return self.encoder(x.contiguous(memory_format=torch.channels_last))
 
     def _branch(self, out_T, out_S, master, layer1, layer2, pool_S, pool_T):
         out_T1, out_S1, m1 = layer1(out_T, out_S, master)
