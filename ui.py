@@ -342,6 +342,15 @@ def md(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>:~$])", r"\\\1", str(text))
 
 
+def analysis_or_stop(sha: str):
+    """the stored analysis, or a clear message and st.stop() for an unknown hash"""
+    analysis = get_analysis(sha)
+    if analysis is None:
+        unknown_hash(sha)
+        st.stop()
+    return analysis
+
+
 def unknown_hash(sha: str) -> None:
     shown = re.sub(r"[^0-9A-Za-z]", "", sha)[:64] or "(empty)"
     st.error(

@@ -24,12 +24,11 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from . import store
+from .analyze import get_detector, prediction_params
 from .audio import AudioError, audio_sha256, load_audio
+from .explain import EXPLAINERS, explain, explain_params
 from .data import ProtocolEntry, ProtocolError, audio_path, parse_protocol
 from .registry import MODELS, WeightsError, available_models
-
-# per-process state of a worker: detectors loaded once, reused for every file
-_DETECTORS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -56,14 +55,6 @@ class BatchReport:
         return self.computed / self.seconds if self.seconds > 0 else 0.0
 
 
-def _detector(key: str):
-    from .analyze import get_detector
-
-    if key not in _DETECTORS:
-        _DETECTORS[key] = get_detector(key)
-    return _DETECTORS[key]
-
-
 def work(task: Task) -> dict:
     """
     Compute one file's missing results. Runs in a worker; touches no database.
@@ -72,16 +63,13 @@ def work(task: Task) -> dict:
     "explanations": [(model, method, params, version, (meta, arrays))], "error": None}
     or {"file_id", "error": one-line message}.
     """
-    from .analyze import prediction_params
-    from .explain import EXPLAINERS, explain, explain_params
-
     try:
         data = Path(task.path).read_bytes()
         audio = load_audio(data)
         out = {"file_id": task.file_id, "sha256": audio.sha256, "info": _info(audio),
                "verdicts": {}, "explanations": [], "error": None}
         for model, what in task.todo:
-            det = _detector(model)
+            det = get_detector(model)  # loaded once per worker process
             if what == "verdict":
                 out["verdicts"][model] = det.score(audio).to_json()
             else:
@@ -108,9 +96,6 @@ def _info(audio) -> dict:
 
 def _missing(sha: str, models: Iterable[str], methods: Iterable[str], segments: int, db) -> list:
     """(model, what) pairs not in the store for this audio hash"""
-    from .analyze import prediction_params
-    from .explain import EXPLAINERS, explain_params
-
     todo = []
     for model in models:
         spec = MODELS[model]
@@ -126,8 +111,6 @@ def _missing(sha: str, models: Iterable[str], methods: Iterable[str], segments: 
 
 def _save(result: dict, entry: ProtocolEntry, path: Path, db) -> None:
     """driver side: write one worker result into the store"""
-    from .analyze import prediction_params
-
     sha = result["sha256"]
     store.record_audio(result["info"], path.read_bytes(), path.name, db=db)
     for model, verdict in result["verdicts"].items():

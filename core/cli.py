@@ -1,27 +1,18 @@
 """`python -m core ...`: a thin shell over the engine.
 
 Each feature module that adds commands exposes ``add_cli(subparsers)``; the modules are
-listed in COMMAND_MODULES and skipped when not present.
+listed in COMMAND_MODULES.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-from .audio import AudioError, load_audio
-from .registry import (
-    MODELS,
-    WeightsError,
-    available_models,
-    fetch_weights,
-    weights_dir,
-    weights_status,
-)
+from .registry import MODELS, WeightsError, fetch_weights, weights_dir, weights_status
 
 # modules (besides this one) that add subcommands with add_cli(subparsers)
 COMMAND_MODULES = ["core.analyze", "core.train", "core.evaluate", "core.store", "core.batch"]
@@ -60,58 +51,6 @@ def cmd_weights_fetch(args) -> int:
     return 0
 
 
-def cmd_verdicts(args) -> int:
-    """analyze without the store (used when core.analyze is absent)"""
-    from .detect import Detector
-
-    keys = args.model or available_models()
-    if not keys:
-        _print_err("no model has weights installed; see `python -m core models`")
-        return 1
-    try:
-        detectors = [Detector.load(k) for k in keys]
-    except (WeightsError, KeyError) as e:
-        _print_err(str(e))
-        return 1
-    failed = 0
-    out = []
-    for f in args.files:
-        try:
-            audio = load_audio(f)
-        except AudioError as e:
-            _print_err(f"{f}: {e}")
-            failed += 1
-            continue
-        verdicts = [d.score(audio) for d in detectors]
-        out.append(_report_json(f, audio, verdicts))
-        if not args.json:
-            _print_report(out[-1])
-    if args.json:
-        print(json.dumps(out, indent=2))
-    return 1 if failed else 0
-
-
-def _report_json(name, audio, verdicts) -> dict:
-    return {
-        "file": str(name),
-        "sha256": audio.sha256,
-        "duration": audio.duration,
-        "orig_sample_rate": audio.orig_sample_rate,
-        "orig_channels": audio.orig_channels,
-        "near_silent": audio.near_silent,
-        "models": [v.to_json() for v in verdicts],
-    }
-
-
-def _print_report(r: dict) -> None:
-    flag = "  (near-silent)" if r["near_silent"] else ""
-    print(f"{r['file']}  sha256 {r['sha256'][:16]}  {r['duration']:.2f} s{flag}")
-    for v in r["models"]:
-        print(f"  {v['model']:<18} P(spoof) {v['p_spoof']:.3f}  {v['label']}")
-        for w in v["windows"]:
-            print(f"    {w['start']:7.2f}-{w['end']:7.2f} s  {w['p_spoof']:.3f}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core", description="Synthetic speech detection and explanation"
@@ -130,15 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_weights_fetch)
 
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).add_cli(sub)
-
-    if "analyze" not in sub.choices:
-        p = sub.add_parser("analyze", help="score files with every available model")
-        p.add_argument("files", nargs="+", metavar="FILE")
-        p.add_argument("--model", action="append", metavar="KEY", choices=list(MODELS))
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(func=cmd_verdicts)
+        importlib.import_module(name).add_cli(sub)
     return parser
 
 

@@ -209,7 +209,7 @@ def file_sha256(path: Path) -> str:
 
 
 def weights_status(spec: ModelSpec, directory: Path | None = None) -> str:
-    """'ok' | 'missing' | 'checksum mismatch' | 'not trained'"""
+    """'ok' | 'missing' | 'not registered' (no SHA-256 in MODELS) | 'checksum mismatch'"""
     path = (directory or weights_dir()) / spec.weights
     if not path.exists():
         return "missing"

@@ -32,10 +32,7 @@ if not sha:
     )
     st.stop()
 
-analysis = ui.get_analysis(sha)
-if analysis is None:
-    ui.unknown_hash(sha)
-    st.stop()
+analysis = ui.analysis_or_stop(sha)
 
 ui.audio_header(analysis)
 st.header("1 · Verdicts")

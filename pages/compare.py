@@ -15,10 +15,7 @@ st.write(
 sha = ui.pick_analysis(key="compare")
 if sha is None:
     st.stop()
-analysis = ui.get_analysis(sha)
-if analysis is None:
-    ui.unknown_hash(sha)
-    st.stop()
+analysis = ui.analysis_or_stop(sha)
 
 ui.audio_header(analysis)
 st.header("Verdicts")

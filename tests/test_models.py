@@ -41,10 +41,8 @@ def test_parameter_counts():
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_forward_shapes(arch):
     torch.manual_seed(0)
-    spec = next(s for s in MODELS.values() if s.arch == arch) if any(
-        s.arch == arch for s in MODELS.values()
-    ) else None
-    net = ARCHS[arch].build(spec.config if spec else {}).eval()
+    config = next((s.config for s in MODELS.values() if s.arch == arch), {})
+    net = ARCHS[arch].build(config).eval()
     n = ARCHS[arch].n_samples
     x = torch.randn(2, n) * 0.1
     if ARCHS[arch].frontend == "cqt":
