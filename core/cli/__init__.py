@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .registry import MODELS, WeightsError, fetch_weights, weights_dir, weights_status
+from ..registry import MODELS, WeightsError, fetch_weights, weights_dir, weights_status
 
 # modules (besides this one) that add subcommands with add_cli(subparsers)
 COMMAND_MODULES = ["core.analyze", "core.train", "core.evaluate", "core.store", "core.batch"]
