@@ -228,3 +228,48 @@ def summarise(score_rows: list[dict], explanation_records: list[dict]) -> Corpus
 
 def summary_json(summary: CorpusSummary) -> str:
     return json.dumps(summary.to_json(), indent=2)
+
+
+def _current_rows(rows: list[dict], by: tuple[str, ...], is_current) -> list[dict]:
+    """One row per group: a current one (core.keys) when there is one, else the newest
+    (rows arrive newest first per model)."""
+    best: dict[tuple, tuple[dict, bool]] = {}
+    for r in rows:
+        k = tuple(r[c] for c in by)
+        current = is_current(r)
+        if k not in best or (current and not best[k][1]):
+            best[k] = (r, current)
+    return [r for r, _ in best.values()]
+
+
+def summarise_batch(engine, name: str) -> CorpusSummary:
+    """CorpusSummary of a stored batch: scores and explanations joined with labels."""
+    from . import keys, store
+    from .registry import MODELS
+
+    files = engine.batch_files(name)
+    if not files:
+        raise KeyError(f"no batch named {name!r} in the store")
+    label = {f["sha256"]: f for f in files if f["sha256"] and f["status"] == "done"}
+    backend = engine.backend
+    scores, records = [], []
+    for sha, f in label.items():
+        analysis = store.get_analysis(sha, db=engine.db_path, arrays=True)
+        if analysis is None:
+            continue
+        for p in _current_rows(analysis["predictions"], ("model",),
+                               lambda r: keys.is_current(r, MODELS.get(r["model"]))):
+            scores.append({"model": p["model"], "system": f["system"], "key": f["key"],
+                           "score": p["p_spoof"]})
+        for e in _current_rows(analysis["explanations"], ("model", "method"),
+                               lambda r: keys.is_current_explanation(
+                                   r, MODELS.get(r["model"]), backend)):
+            meta, arrays = e["meta"], e["arrays"]
+            records.append({
+                "model": e["model"], "method": e["method"], "system": f["system"],
+                "target_label": meta["target_label"], "window_start": meta["window_start"],
+                "window_end": meta["window_end"], "feature_kind": meta["feature_kind"],
+                "feature_bounds": arrays.get("feature_bounds"),
+                "values": arrays.get("values"),
+            })
+    return summarise(scores, records)

@@ -4,6 +4,9 @@ Protocol lines follow ASVspoof 2019 LA: ``SPEAKER FILE_ID - SYSTEM_ID KEY`` with
 ``bonafide`` or ``spoof`` and SYSTEM_ID ``-`` for bona fide. The ASVspoof 2021 LA/DF
 keys (``SPEAKER FILE_ID CODEC TRANSMISSION SYSTEM_ID KEY ...``) are read too, so the same
 commands work on the larger corpora. Audio lives at ``AUDIO_DIR/FILE_ID.flac``.
+
+``TrainData`` holds whole-file items (waveforms or spectrograms, as the architecture's
+front end loads them: core.frontends) and draws cropped batches from them.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from .audio import load_audio
-from .features import CQT_HOP, cqt_log_power
+from .features import cqt_log_power
+
+if TYPE_CHECKING:  # core.frontends imports this module
+    from .frontends import FrontEnd
 
 KEYS = ("bonafide", "spoof")
 AUDIO_EXT = ".flac"
@@ -185,6 +193,58 @@ def crop_or_tile(x: np.ndarray, n: int, rng: np.random.Generator | None) -> np.n
     return tiled[..., start : start + n]
 
 
-def cqt_frames(n_samples: int) -> int:
-    """frames of the CQT of n_samples: 401 for the 102 400-sample model input"""
-    return 1 + n_samples // CQT_HOP
+@dataclass
+class TrainData:
+    """Whole-file inputs plus targets in the architecture's own label order."""
+
+    items: list[np.ndarray]  # per file: (n_samples,) waveform or (432, frames) CQT dB
+    targets: np.ndarray  # (n_files,) int64 class index
+    length: int  # crop length on the items' last axis (samples or frames)
+    is_spoof: np.ndarray  # (n_files,) bool
+    front_end: "FrontEnd"  # how crops become a batch
+
+    def batch(
+        self, idx: np.ndarray, rng: np.random.Generator | None, *, augment: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        idx : indices into items; rng None = deterministic first-window crops.
+        returns x : (B, length) waveform or (B, 1, 432, length) CQT, y : (B,) int64
+        """
+        crops = [crop_or_tile(self.items[i], self.length, rng) for i in idx]
+        if augment and rng is not None and self.front_end.raw_waveform:
+            crops = [augment_waveform(c, rng) for c in crops]
+        return self.front_end.collate(crops), torch.from_numpy(self.targets[idx])
+
+
+def augment_waveform(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """
+    Light RawBoost-style augmentation (after Tak et al., ICASSP 2022, written from the
+    paper's description): with probability 1/2 each, a random short FIR filter (linear
+    convolutive channel noise) and additive coloured noise at 15-40 dB SNR.
+
+    x : np.ndarray, shape = (n,) -> shape = (n,), float32
+    """
+    y = x.astype(np.float64)
+    if rng.random() < 0.5:
+        taps = rng.normal(0.0, 0.3, size=int(rng.integers(3, 12)))
+        taps[0] = 1.0  # keep it close to identity: a mild channel colouration
+        y = np.convolve(y, taps / np.sqrt(np.sum(taps**2)), mode="same")
+    if rng.random() < 0.5:
+        noise = rng.normal(size=y.size)
+        # 1/f^a noise, a in [0, 2]: white to brown, shaped in the frequency domain
+        spec = np.fft.rfft(noise)
+        f = np.arange(1, spec.size + 1, dtype=np.float64)
+        noise = np.fft.irfft(spec / f ** (rng.uniform(0.0, 2.0) / 2), n=y.size)
+        snr_db = rng.uniform(15.0, 40.0)
+        p_sig = np.mean(y**2) + 1e-12
+        noise *= np.sqrt(p_sig / (np.mean(noise**2) + 1e-12) / 10 ** (snr_db / 10))
+        y = y + noise
+    return y.astype(np.float32)
+
+
+def class_weights(data: TrainData) -> torch.Tensor:
+    """inverse class frequency, normalised so a balanced set gets weights (1, 1); (2,)"""
+    counts = np.bincount(data.targets, minlength=2).astype(np.float64)
+    if (counts == 0).any():
+        raise ValueError("training data must hold both bona fide and spoof files")
+    return torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)

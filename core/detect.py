@@ -21,7 +21,6 @@ import torch
 import torch.nn as nn
 
 from .audio import SAMPLE_RATE, Audio, frame_windows
-from .features import cqt_batch
 from .registry import MODELS, ModelSpec, default_device, load_model
 
 THRESHOLD = 0.5  # on P(spoof); not calibrated for any particular operating point
@@ -80,12 +79,11 @@ class Detector:
 
     def frontend(self, windows: np.ndarray) -> torch.Tensor:
         """
-        windows : np.ndarray, shape = (n, spec.n_samples), 16 kHz
-        returns the network input: (n, n_samples) waveform or (n, 1, 432, frames) CQT dB
+        windows : np.ndarray, shape = (n, spec.input_length), 16 kHz
+        returns the network input, spec.front_end.transform(windows): (n, input_length)
+        waveform or (n, 1, 432, frames) CQT dB
         """
-        if self.spec.frontend == "cqt":
-            return cqt_batch(windows)
-        return torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        return self.spec.front_end.transform(windows)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """network inputs (front end applied) -> logits (n, 2), batched, on CPU"""
@@ -100,7 +98,7 @@ class Detector:
         return p_spoof_from_logits(logits, self.spec.spoof_index).numpy()
 
     def windows(self, samples: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        return frame_windows(samples, self.spec.n_samples, self.spec.window_hop)
+        return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
 
     def score(self, audio: Audio | np.ndarray) -> Verdict:
         t0 = time.perf_counter()
@@ -113,13 +111,16 @@ class Detector:
 
 
 def verdict_from_windows(
-    spec: ModelSpec, p: np.ndarray, starts: list[int], n_samples: int, *, seconds: float = 0.0
+    spec: ModelSpec, p: np.ndarray, starts: list[int], file_length: int, *, seconds: float = 0.0
 ) -> Verdict:
-    """Aggregate window scores into the file verdict (the rule in this module's doc)."""
+    """
+    Aggregate window scores into the file verdict (the rule in this module's doc);
+    starts are window starts and file_length the file's length, in samples.
+    """
     wins = [
         WindowScore(
             start=s / SAMPLE_RATE,
-            end=min(s + spec.n_samples, n_samples) / SAMPLE_RATE,
+            end=min(s + spec.input_length, file_length) / SAMPLE_RATE,
             p_spoof=float(v),
         )
         for s, v in zip(starts, p)

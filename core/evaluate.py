@@ -4,7 +4,8 @@ Every file is scored exactly as users get it: ``Detector.score(audio).p_spoof``,
 mean window P(spoof) over the whole file (see core.detect). Reported: the overall EER
 (all spoofs vs all bona fide), the EER per attack system (that system's spoofs vs all
 bona fide) and, when the known attacks are given or can be read from the model's
-sidecar, the pooled EER on known and on unseen attacks.
+sidecar, the pooled EER on known and on unseen attacks. With ``--degrade`` the same
+summary is reported once per degradation condition (core.robustness).
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def cmd_evaluate(args) -> int:
         net = load_model(spec, directory=directory)
         entries = parse_protocol(args.protocol)
         detector = Detector(spec, net)
+        if args.degrade:
+            return _evaluate_degraded(args, spec, directory, detector, entries)
         scored = score_protocol(detector, entries, args.audio_dir, progress=not args.no_progress)
     except (WeightsError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -169,15 +172,7 @@ def cmd_evaluate(args) -> int:
     summary = summarize(scored, known=known)
     if args.scores:
         write_scores(args.scores, scored)
-    result = {
-        "model": spec.key,
-        "arch": spec.arch,
-        "weights_sha256": spec.sha256,
-        "protocol": str(args.protocol),
-        "n_files": len(scored),
-        "score": "whole-file mean window P(spoof) (core.detect.Detector.score)",
-        **summary,
-    }
+    result = {**_result_header(args, spec, len(scored)), **summary}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -185,6 +180,42 @@ def cmd_evaluate(args) -> int:
         print(format_summary(summary))
         if args.scores:
             print(f"scores written to {args.scores}")
+    return 0
+
+
+def _result_header(args, spec: ModelSpec, n_files: int) -> dict:
+    return {
+        "model": spec.key,
+        "arch": spec.arch,
+        "weights_sha256": spec.sha256,
+        "protocol": str(args.protocol),
+        "n_files": n_files,
+        "score": "whole-file mean window P(spoof) (core.detect.Detector.score)",
+    }
+
+
+def _evaluate_degraded(args, spec: ModelSpec, directory: Path, detector, entries) -> int:
+    """--degrade: the same summary once per condition (core.robustness)"""
+    from .robustness import condition_scores_path, format_conditions, parse_conditions
+    from .robustness import score_degraded
+
+    conditions = parse_conditions(args.degrade)
+    by_cond = score_degraded(
+        detector, entries, args.audio_dir, conditions, progress=not args.no_progress
+    )
+    known = args.known.split(",") if args.known else known_systems_of(spec, directory)
+    summaries = {c: summarize(scored, known=known) for c, scored in by_cond.items()}
+    if args.scores:
+        for c, scored in by_cond.items():
+            write_scores(condition_scores_path(args.scores, c), scored)
+    if args.json:
+        result = {**_result_header(args, spec, len(entries)), "conditions": summaries}
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"model {spec.key} ({spec.arch}, sha256 {spec.sha256[:12]}...) on {args.protocol}")
+        print(format_conditions(summaries, format_summary))
+        if args.scores:
+            print(f"scores written to {condition_scores_path(args.scores, '<condition>')}")
     return 0
 
 
@@ -200,6 +231,11 @@ def add_cli(sub) -> None:
     p.add_argument(
         "--known", metavar="SYS,SYS",
         help="attack systems seen in training (default: from the model's sidecar)",
+    )  # fmt: skip
+    p.add_argument(
+        "--degrade", metavar="COND,COND",
+        help="score under each condition: clean, telephone, mp3:32k, ogg:24k (opus), "
+        "noise:10db, gain:-12db (seeded per file); --scores writes OUT.COND files",
     )  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")

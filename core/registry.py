@@ -1,7 +1,10 @@
 """Which detectors exist, where their weights are, and how to load them safely.
 
-To add a model: one file under core/models/ with the nn.Module, one ARCHS entry if the
-architecture is new, and one MODELS entry below. Tests parametrise over MODELS.
+An architecture (``Arch``) is the unit of extension: it carries its builder, default
+config, front end (core.frontends), label order, Grad-CAM layer and training recipe, so
+nothing else in the engine needs to know it. To add one: a file under core/models/ with
+the nn.Module and one ARCHS entry (or ``register_arch`` at run time); to add weights for
+it, one MODELS entry (or ``register_model``). Tests parametrise over ARCHS and MODELS.
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from .audio import SAMPLE_RATE
 from .features import CQT_N_SAMPLES
-from .models.aasist import AASIST, AASIST_CONFIG, AASIST_L_CONFIG, AASISTConfig
+from .frontends import CQTFrontEnd, FrontEnd, WaveformFrontEnd
+from .models.aasist import (
+    AASIST,
+    AASIST_CONFIG,
+    AASIST_L_CONFIG,
+    AASISTConfig,
+    sinc_band_edges,
+)
 from .models.tssdnet import TSSD1D_N_SAMPLES, CQTResTSSDNet, ResTSSDNet
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,13 +39,34 @@ OFFICIAL_AASIST_URL = "https://github.com/clovaai/aasist/raw/a04c986/models/weig
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """Training defaults of an architecture (`python -m core train` overrides each)."""
+
+    lr: float
+    batch_size: int
+    weight_decay: float
+    epochs: int
+    lr_min_ratio: float = 0.01  # cosine decays to lr * this
+    crop: int | None = None  # training crop in samples; None = the input length
+
+
+@dataclass(frozen=True)
 class Arch:
-    build: Callable[[dict], nn.Module]
-    frontend: str  # "waveform" | "cqt"
-    n_samples: int  # native input length at 16 kHz
+    build: Callable[[dict], nn.Module]  # config -> untrained network, logits (B, 2)
+    front_end: FrontEnd  # input transform and its geometry; front_end.input_length
     spoof_index: int  # which of the two logits means spoof
     gradcam_layer: str  # dotted module path of the last convolutional block
-    paper: str
+    recipe: Recipe
+    paper: str = ""
+    default_config: dict = field(default_factory=dict)  # JSON-able, for build
+    # Hz edges (n_rows, 2) of the rows of a 2-D Grad-CAM map on a waveform model, given
+    # n_rows (AASIST: sinc bands); None when the rows are not frequency bands
+    cam_bands: Callable[[int], np.ndarray] | None = None
+
+    @property
+    def input_length(self) -> int:
+        """native input length in samples at 16 kHz"""
+        return self.front_end.input_length
 
 
 def _aasist(config: dict) -> nn.Module:
@@ -45,35 +77,52 @@ def _tuples(v):
     return tuple(_tuples(i) for i in v) if isinstance(v, (list, tuple)) else v
 
 
+_AASIST_PAPER = (
+    "Jung et al., AASIST: Audio Anti-Spoofing using Integrated "
+    "Spectro-Temporal Graph Attention Networks, ICASSP 2022"
+)
+
+# recipes: Res-TSSDNet, Hua et al. 2021 (Adam 1e-3); AASIST, Jung et al. 2022 (Adam
+# 1e-4, weight decay 1e-4); epochs are this project's (see weights/MODEL_CARD.md)
 ARCHS: dict[str, Arch] = {
     "tssd1d": Arch(
         build=lambda config: ResTSSDNet(),
-        frontend="waveform",
-        n_samples=TSSD1D_N_SAMPLES,
+        front_end=WaveformFrontEnd(TSSD1D_N_SAMPLES),
         spoof_index=1,
         gradcam_layer="RSM4",
+        recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=20),
         paper="Hua, Teoh, Zhang, Towards End-to-End Synthetic Speech Detection, "
         "IEEE SPL 28, 2021 (Res-TSSDNet)",
     ),
     "tssd2d": Arch(
         build=lambda config: CQTResTSSDNet(),
-        frontend="cqt",
-        n_samples=CQT_N_SAMPLES,
+        front_end=CQTFrontEnd(CQT_N_SAMPLES),
         spoof_index=1,
         gradcam_layer="RSM4",
+        recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=10),
         paper="Hua, Teoh, Zhang, IEEE SPL 28, 2021 (2D Res-TSSDNet on CQT log power)",
     ),
     "aasist": Arch(
         build=_aasist,
-        frontend="waveform",
-        n_samples=AASIST_CONFIG.nb_samp,
+        front_end=WaveformFrontEnd(AASIST_CONFIG.nb_samp),
         spoof_index=0,  # published convention: index 1 = bona fide
         gradcam_layer="encoder.5",
-        paper="Jung et al., AASIST: Audio Anti-Spoofing using Integrated "
-        "Spectro-Temporal Graph Attention Networks, ICASSP 2022",
+        recipe=Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=5),
+        paper=_AASIST_PAPER,
+        default_config=asdict(AASIST_CONFIG),
+        cam_bands=sinc_band_edges,
+    ),
+    "aasist-l": Arch(
+        build=_aasist,
+        front_end=WaveformFrontEnd(AASIST_L_CONFIG.nb_samp),
+        spoof_index=0,
+        gradcam_layer="encoder.5",
+        recipe=Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=10),
+        paper=_AASIST_PAPER,
+        default_config=asdict(AASIST_L_CONFIG),
+        cam_bands=sinc_band_edges,
     ),
 }
-ARCHS["aasist-l"] = ARCHS["aasist"]
 
 
 @dataclass(frozen=True)
@@ -90,40 +139,49 @@ class ModelSpec:
     card: str = ""  # model card file under the weights directory, if any
 
     @property
-    def frontend(self) -> str:
-        return ARCHS[self.arch].frontend
+    def architecture(self) -> Arch:
+        return ARCHS[self.arch]
 
     @property
-    def n_samples(self) -> int:
-        return ARCHS[self.arch].n_samples
+    def front_end(self) -> FrontEnd:
+        return self.architecture.front_end
+
+    @property
+    def input_length(self) -> int:
+        """samples at 16 kHz in one network window"""
+        return self.architecture.input_length
 
     @property
     def window_hop(self) -> int:
-        return self.hop or self.n_samples // 2
+        return self.hop or self.input_length // 2
 
     @property
     def spoof_index(self) -> int:
-        return ARCHS[self.arch].spoof_index
+        return self.architecture.spoof_index
 
     @property
     def gradcam_layer(self) -> str:
-        return ARCHS[self.arch].gradcam_layer
+        return self.architecture.gradcam_layer
+
+    @property
+    def cam_bands(self) -> Callable[[int], np.ndarray] | None:
+        return self.architecture.cam_bands
 
     def to_json(self) -> dict:
         d = asdict(self)
         d.update(
-            frontend=self.frontend,
-            n_samples=self.n_samples,
-            window_seconds=self.n_samples / SAMPLE_RATE,
+            frontend=str(self.front_end),
+            n_samples=self.input_length,  # JSON name kept for readers of this dict
+            window_seconds=self.input_length / SAMPLE_RATE,
             hop_samples=self.window_hop,
             spoof_index=self.spoof_index,
-            paper=ARCHS[self.arch].paper,
+            paper=self.architecture.paper,
         )
         return d
 
 
-_AASIST_CFG = {k: v for k, v in asdict(AASIST_CONFIG).items()}
-_AASIST_L_CFG = {k: v for k, v in asdict(AASIST_L_CONFIG).items()}
+_AASIST_CFG = ARCHS["aasist"].default_config
+_AASIST_L_CFG = ARCHS["aasist-l"].default_config
 _TRAIN_HINT = "train it: see weights/MODEL_CARD.md for the exact command"
 _FETCH_HINT = "python -m core weights fetch aasist-official [--from DIR]"
 
@@ -190,6 +248,38 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 OFFICIAL_BUNDLES = {"aasist-official": ["aasist-official", "aasist-l-official"]}
+
+
+def register_arch(key: str, arch: Arch, *, replace: bool = False) -> Arch:
+    """Add an architecture at run time (plug-ins, tests); refuses to shadow a key."""
+    if not isinstance(arch, Arch):
+        raise TypeError(f"register_arch needs an Arch, not {type(arch).__name__}")
+    if key in ARCHS and not replace:
+        raise ValueError(f"architecture {key!r} is already registered")
+    ARCHS[key] = arch
+    return arch
+
+
+def unregister_arch(key: str) -> None:
+    """Remove an architecture; refused while a registered model still uses it."""
+    users = [k for k, s in MODELS.items() if s.arch == key]
+    if users:
+        raise ValueError(f"architecture {key!r} is used by models {', '.join(users)}")
+    ARCHS.pop(key)
+
+
+def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add a model (weights of a registered architecture) at run time."""
+    if spec.arch not in ARCHS:
+        raise ValueError(f"model {spec.key!r}: unknown architecture {spec.arch!r}")
+    if spec.key in MODELS and not replace:
+        raise ValueError(f"model {spec.key!r} is already registered")
+    MODELS[spec.key] = spec
+    return spec
+
+
+def unregister_model(key: str) -> None:
+    MODELS.pop(key)
 
 
 class WeightsError(RuntimeError):

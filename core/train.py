@@ -1,13 +1,18 @@
 """`python -m core train`: train (or fine-tune) a detector on an ASVspoof-style protocol.
 
-Recipe, per architecture (defaults in ARCH_DEFAULTS, each overridable on the command line):
+Everything architecture-specific comes from ``ARCHS[arch]`` (core.registry): the network
+(``build(default_config)``), the label order, the front end (what a training item is,
+how it is cropped and cached) and the recipe defaults (``recipe``), each overridable on
+the command line. A runtime-registered architecture trains the same way.
+
+Recipe:
 
 * every file is decoded once and kept in memory; each epoch draws one random crop per
   file at the model's input length, tiling short files from a random phase (both papers
   tile instead of zero-padding);
-* the CQT model's spectrogram is computed once per whole file (cached under
-  cache/cqt/) and cropped to 401 frames in the spectrogram domain: recomputing the CQT
-  at every step would cost more than the network;
+* the CQT model's spectrogram is computed once per whole file (its front end caches it
+  under cache/cqt/) and cropped to 401 frames in the spectrogram domain: recomputing
+  the CQT at every step would cost more than the network;
 * class imbalance: cross-entropy weighted by inverse class frequency;
 * Adam with cosine decay over all steps (Res-TSSDNet: Hua et al. 2021 use Adam at 1e-3;
   AASIST: Jung et al. 2022 use Adam 1e-4, weight decay 1e-4, cosine annealing);
@@ -27,7 +32,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,44 +40,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import (
-    ProtocolEntry,
-    count_labels,
-    crop_or_tile,
-    cqt_frames,
-    load_cqts,
-    load_waveforms,
-    parse_protocol,
-)
+from .data import ProtocolEntry, TrainData, class_weights, count_labels, parse_protocol
 from .detect import p_spoof_from_logits
 from .metrics import compute_eer
-from .models.aasist import AASIST_CONFIG, AASIST_L_CONFIG
 from .registry import ARCHS, PROJECT_ROOT, default_device, file_sha256
 
-CQT_CACHE_DIR = PROJECT_ROOT / "cache" / "cqt"
+CACHE_DIR = PROJECT_ROOT / "cache"  # front ends cache whole-file features under it
 RUNS_DIR_NAME = "runs"  # next to --out; git-ignored under weights/
-
-
-@dataclass(frozen=True)
-class Recipe:
-    lr: float
-    batch_size: int
-    weight_decay: float
-    epochs: int
-    lr_min_ratio: float = 0.01  # cosine decays to lr * this
-
-
-ARCH_DEFAULTS: dict[str, Recipe] = {
-    "tssd1d": Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=20),
-    "tssd2d": Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=10),
-    "aasist": Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=5),
-    "aasist-l": Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=10),
-}
-
-ARCH_CONFIGS: dict[str, dict] = {
-    "aasist": asdict(AASIST_CONFIG),
-    "aasist-l": asdict(AASIST_L_CONFIG),
-}
 
 
 @dataclass
@@ -97,64 +71,6 @@ class TrainConfig:
     command: str = ""
 
 
-@dataclass
-class TrainData:
-    """Whole-file inputs plus targets in the architecture's own label order."""
-
-    items: list[np.ndarray]  # per file: (n_samples,) waveform or (432, frames) CQT dB
-    targets: np.ndarray  # (n_files,) int64 class index
-    length: int  # model input length on the last axis (samples or frames)
-    is_spoof: np.ndarray  # (n_files,) bool
-
-    def batch(
-        self, idx: np.ndarray, rng: np.random.Generator | None, *, augment: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        idx : indices into items; rng None = deterministic first-window crops.
-        returns x : (B, length) waveform or (B, 1, 432, length) CQT, y : (B,) int64
-        """
-        crops = [crop_or_tile(self.items[i], self.length, rng) for i in idx]
-        if augment and rng is not None and crops[0].ndim == 1:
-            crops = [augment_waveform(c, rng) for c in crops]
-        x = torch.from_numpy(np.stack(crops).astype(np.float32, copy=False))
-        if x.dim() == 3:
-            x = x[:, None]  # (B, 1, 432, frames)
-        return x, torch.from_numpy(self.targets[idx])
-
-
-def augment_waveform(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """
-    Light RawBoost-style augmentation (after Tak et al., ICASSP 2022, written from the
-    paper's description): with probability 1/2 each, a random short FIR filter (linear
-    convolutive channel noise) and additive coloured noise at 15-40 dB SNR.
-
-    x : np.ndarray, shape = (n,) -> shape = (n,), float32
-    """
-    y = x.astype(np.float64)
-    if rng.random() < 0.5:
-        taps = rng.normal(0.0, 0.3, size=int(rng.integers(3, 12)))
-        taps[0] = 1.0  # keep it close to identity: a mild channel colouration
-        y = np.convolve(y, taps / np.sqrt(np.sum(taps**2)), mode="same")
-    if rng.random() < 0.5:
-        noise = rng.normal(size=y.size)
-        # 1/f^a noise, a in [0, 2]: white to brown, shaped in the frequency domain
-        spec = np.fft.rfft(noise)
-        f = np.arange(1, spec.size + 1, dtype=np.float64)
-        noise = np.fft.irfft(spec / f ** (rng.uniform(0.0, 2.0) / 2), n=y.size)
-        snr_db = rng.uniform(15.0, 40.0)
-        p_sig = np.mean(y**2) + 1e-12
-        noise *= np.sqrt(p_sig / (np.mean(noise**2) + 1e-12) / 10 ** (snr_db / 10))
-        y = y + noise
-    return y.astype(np.float32)
-
-
-def arch_input_length(arch: str, n_samples: int | None = None) -> int:
-    """input length on the last axis: samples, or CQT frames for the CQT model"""
-    a = ARCHS[arch]
-    n = n_samples or a.n_samples
-    return cqt_frames(n) if a.frontend == "cqt" else n
-
-
 def load_train_data(
     arch: str,
     entries: list[ProtocolEntry],
@@ -165,27 +81,23 @@ def load_train_data(
 ) -> TrainData:
     """crop: input length in samples (default: the model's); dev data keeps the default"""
     a = ARCHS[arch]
-    if a.frontend == "cqt":
-        items = load_cqts(entries, audio_dir, cache_dir=CQT_CACHE_DIR, progress=progress)
-    else:
-        items = load_waveforms(entries, audio_dir, progress=progress)
+    fe = a.front_end
+    items = fe.load_items(entries, audio_dir, cache_dir=CACHE_DIR, progress=progress)
     is_spoof = np.array([e.is_spoof for e in entries], dtype=bool)
     targets = np.where(is_spoof, a.spoof_index, 1 - a.spoof_index).astype(np.int64)
     return TrainData(
-        items=items, targets=targets, length=arch_input_length(arch, crop), is_spoof=is_spoof
+        items=items,
+        targets=targets,
+        length=fe.crop_length(crop),
+        is_spoof=is_spoof,
+        front_end=fe,
     )
 
 
-def class_weights(data: TrainData) -> torch.Tensor:
-    """inverse class frequency, normalised so a balanced set gets weights (1, 1); (2,)"""
-    counts = np.bincount(data.targets, minlength=2).astype(np.float64)
-    if (counts == 0).any():
-        raise ValueError("training data must hold both bona fide and spoof files")
-    return torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)
-
-
 def build_net(arch: str) -> nn.Module:
-    return ARCHS[arch].build(ARCH_CONFIGS.get(arch, {}))
+    """an untrained network of the architecture, from its default config"""
+    a = ARCHS[arch]
+    return a.build(a.default_config)
 
 
 def apply_freeze(net: nn.Module, prefixes: tuple[str, ...]) -> None:
@@ -420,6 +332,7 @@ def write_sidecar(
     dev_entries: list[ProtocolEntry],
     init_sha: str | None,
 ) -> dict:
+    arch = ARCHS[cfg.arch]
     recipe = {
         "lr": cfg.lr,
         "lr_schedule": f"cosine per step to {cfg.lr * cfg.lr_min_ratio:g}",
@@ -427,9 +340,8 @@ def write_sidecar(
         "weight_decay": cfg.weight_decay,
         "batch_size": cfg.batch_size,
         "loss": "cross-entropy weighted by inverse class frequency",
-        "crop": f"one random crop of {cfg.crop or ARCHS[cfg.arch].n_samples} samples per "
-        "file per epoch; short files tiled from a random phase"
-        + ("; CQT cropped in the spectrogram domain" if ARCHS[cfg.arch].frontend == "cqt" else ""),
+        "crop": f"one random crop of {cfg.crop or arch.input_length} samples per "
+        "file per epoch; short files tiled from a random phase" + arch.front_end.crop_note,
         "augment": "RawBoost-style FIR + coloured noise" if cfg.augment else "none",
         "freeze": list(cfg.freeze),
         "seed": cfg.seed,
@@ -437,9 +349,9 @@ def write_sidecar(
     }
     sidecar = {
         "arch": cfg.arch,
-        "config": ARCH_CONFIGS.get(cfg.arch, {}),
-        "spoof_index": ARCHS[cfg.arch].spoof_index,
-        "n_samples": ARCHS[cfg.arch].n_samples,
+        "config": arch.default_config,
+        "spoof_index": arch.spoof_index,
+        "n_samples": arch.input_length,  # sidecar name kept: existing sidecars use it
         "data": {
             "train_protocol": str(cfg.protocol),
             "dev_protocol": str(cfg.dev_protocol),
@@ -487,7 +399,7 @@ def command_line(args) -> str:
 def cmd_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    d = ARCH_DEFAULTS[args.arch]
+    d = ARCHS[args.arch].recipe
     cfg = TrainConfig(
         arch=args.arch,
         protocol=args.protocol,
@@ -503,8 +415,9 @@ def cmd_train(args) -> int:
         init=args.init,
         freeze=tuple(args.freeze or ()),
         augment=args.augment,
-        crop=args.crop,
+        crop=args.crop or d.crop,
         resume=args.resume,
+        lr_min_ratio=d.lr_min_ratio,
         command=command_line(args),
     )
     try:
@@ -527,7 +440,7 @@ def add_cli(sub) -> None:
     p.add_argument("--dev-protocol", required=True, help="dev protocol for model selection")
     p.add_argument("--dev-audio-dir", help="dev audio directory (default: --audio-dir)")
     p.add_argument("--out", required=True, help="weights/NAME.pt (state dict) + NAME.json")
-    p.add_argument("--epochs", type=int, help="default per arch, see ARCH_DEFAULTS")
+    p.add_argument("--epochs", type=int, help="default per arch: ARCHS[arch].recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)

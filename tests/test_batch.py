@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from core import store
-from core.batch import run_batch, summarise_batch
+from core.batch import run_batch
+from core.corpus import summarise_batch
+from core.service import Engine
 from core.data import parse_protocol
 
 MODEL = "aasist-l-official"  # the cheapest real model with published weights
@@ -27,10 +28,11 @@ def subset(tmp_path, minispoof_dir):
 
 def _stored(db, entries):
     out = {}
-    for f in store.batch_files("subset", db=db):
+    eng = Engine(db)
+    for f in eng.batch_files("subset"):
         if f["status"] == "done":
-            a = store.get_analysis(f["sha256"], db=db)
-            out[f["file_id"]] = {p["model"]: p["p_spoof"] for p in a["predictions"]}
+            a = eng.analysis(f["sha256"])
+            out[f["file_id"]] = {k: v.p_spoof for k, v in a.verdicts.items()}
     return out
 
 
@@ -41,7 +43,7 @@ def test_local_batch_fills_the_store_and_resumes(tmp_path, subset, official_weig
                     workers=1, db=db, progress=False)
     assert rep.computed == 6 and rep.skipped == 0
     assert list(rep.failed) == ["MS_E_BROKEN"] and "not a supported audio file" in rep.failed["MS_E_BROKEN"]
-    files = {f["file_id"]: f for f in store.batch_files("subset", db=db)}
+    files = {f["file_id"]: f for f in Engine(db).batch_files("subset")}
     assert files["MS_E_BROKEN"]["status"] == "failed" and files["MS_E_BROKEN"]["error"]
     assert sum(f["status"] == "done" for f in files.values()) == 6
     stored = _stored(db, entries)
@@ -52,7 +54,7 @@ def test_local_batch_fills_the_store_and_resumes(tmp_path, subset, official_weig
                       workers=1, db=db, progress=False)
     assert again.computed == 0 and again.skipped == 6 and list(again.failed) == ["MS_E_BROKEN"]
 
-    summary = summarise_batch("subset", db=db)
+    summary = summarise_batch(Engine(db), "subset")
     rows = {r["system"]: r for r in summary.eer}
     assert rows["all"]["n_bonafide"] == 3 and rows["all"]["n_spoof"] == 3
     # one Grad-CAM profile per attack system present (and one for bona fide, "-")

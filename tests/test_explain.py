@@ -28,6 +28,7 @@ from core.explain import (
 )
 from core.explain.gradcam import layer_cam
 from core.explain.window import log_odds, prepare_window
+from core.frontends import WaveformFrontEnd
 from core.registry import ARCHS, MODELS
 
 SR = 16_000
@@ -51,15 +52,19 @@ class TinySpec:
     """the ModelSpec fields the explainers read, with a short window"""
 
     key: str
-    frontend: str
-    n_samples: int
+    front_end: object  # core.frontends.FrontEnd, at the short window's length
     spoof_index: int
     gradcam_layer: str
     sha256: str = ""
+    cam_bands: object = None  # Arch.cam_bands
+
+    @property
+    def input_length(self) -> int:
+        return self.front_end.input_length
 
     @property
     def window_hop(self) -> int:
-        return self.n_samples // 2
+        return self.input_length // 2
 
 
 class OneSegment(nn.Module):
@@ -102,7 +107,7 @@ def noise(n: int, seed: int = 0, amplitude: float = 0.3) -> np.ndarray:
 
 
 def one_segment_detector(spoof_index: int = 1, segment: int = 5) -> Detector:
-    spec = TinySpec("one-segment", "waveform", 1600, spoof_index, "block")
+    spec = TinySpec("one-segment", WaveformFrontEnd(1600), spoof_index, "block")
     return Detector(
         spec, OneSegment(200 * segment, 200 * segment + 200, spoof_index).eval()
     )
@@ -112,7 +117,8 @@ def fresh_detector(arch: str, n_samples: int) -> Detector:
     torch.manual_seed(0)
     a = ARCHS[arch]
     config = next(s.config for s in MODELS.values() if s.arch == arch)
-    spec = TinySpec(arch, a.frontend, n_samples, a.spoof_index, a.gradcam_layer)
+    spec = TinySpec(arch, a.front_end.with_length(n_samples), a.spoof_index,
+                    a.gradcam_layer, cam_bands=a.cam_bands)  # fmt: skip
     return Detector(spec, a.build(config).eval())
 
 
@@ -140,7 +146,7 @@ def exact_shapley(window) -> np.ndarray:
 
 def test_kernel_shap_matches_exact_shapley():
     torch.manual_seed(0)
-    det = Detector(TinySpec("tiny", "waveform", 4096, 1, "block"), TinyConv().eval())
+    det = Detector(TinySpec("tiny", WaveformFrontEnd(4096), 1, "block"), TinyConv().eval())
     with torch.no_grad():
         det.net.head.weight.mul_(20.0)  # outputs away from 0.5, so values are not tiny
     rng = np.random.default_rng(0)
@@ -189,7 +195,7 @@ def test_gradcam_equals_hand_computation(kind):
     if kind == "tiny-1d":
         torch.manual_seed(0)
         det = Detector(
-            TinySpec("tiny", "waveform", 2000, 1, "block"), TinyConv().eval()
+            TinySpec("tiny", WaveformFrontEnd(2000), 1, "block"), TinyConv().eval()
         )
         x = noise(2000)
     else:
@@ -311,7 +317,7 @@ def fresh_detectors():
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_shapes_every_arch(fresh_detectors, arch, method):
     det = fresh_detectors[arch]
-    n = det.spec.n_samples
+    n = det.spec.input_length
     x = noise(n + n // 2)  # two windows
     e = explain(det, x, method=method, segments=4, n_samples=6, random_orders=1)
     f = len(e.values)

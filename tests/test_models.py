@@ -41,15 +41,49 @@ def test_parameter_counts():
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_forward_shapes(arch):
     torch.manual_seed(0)
-    config = next((s.config for s in MODELS.values() if s.arch == arch), {})
-    net = ARCHS[arch].build(config).eval()
-    n = ARCHS[arch].n_samples
-    x = torch.randn(2, n) * 0.1
-    if ARCHS[arch].frontend == "cqt":
-        x = torch.from_numpy(np.stack([cqt_log_power(v.numpy()) for v in x]))[:, None]
-        assert x.shape == (2, 1, 432, 401)
+    a = ARCHS[arch]
+    net = a.build(a.default_config).eval()
+    x = a.front_end.transform(torch.randn(2, a.input_length) * 0.1)
+    assert x.shape == (2, *a.front_end.input_shape)
+    if str(a.front_end) == "cqt":
+        assert x.shape == (2, 1, 432, 401)  # the paper's 432 x 400 (+1 centred) input
     with torch.no_grad():
         assert net(x).shape == (2, 2)
+
+
+def test_front_ends_and_stored_names():
+    # the names are part of stored verdict keys: they must never change
+    expected = {"tssd1d": ("waveform", 96_000), "tssd2d": ("cqt", 102_400),
+                "aasist": ("waveform", 64_600), "aasist-l": ("waveform", 64_600)}  # fmt: skip
+    assert {k: (str(a.front_end), a.input_length) for k, a in ARCHS.items()} == expected
+    assert ARCHS["tssd2d"].front_end.grid_shape == (432, 401)
+    assert ARCHS["tssd1d"].front_end.grid_shape == (96_000,)
+    # the published models' configs are their architectures' defaults
+    assert MODELS["aasist-official"].config == ARCHS["aasist"].default_config
+    assert MODELS["aasist-l-official"].config == ARCHS["aasist-l"].default_config
+    assert n_params(ARCHS["aasist-l"].build(ARCHS["aasist-l"].default_config)) == 85_306
+    # training recipes moved from core.train onto the architectures
+    assert (ARCHS["tssd1d"].recipe.lr, ARCHS["aasist"].recipe.weight_decay) == (1e-3, 1e-4)
+
+
+def test_verdict_params_keep_the_stored_key():
+    from core.keys import verdict_params
+
+    assert verdict_params(MODELS["tssd2d"]) == {
+        "n_samples": 102_400, "hop": 51_200, "frontend": "cqt", "threshold": 0.5
+    }  # fmt: skip
+    assert verdict_params(MODELS["aasist-official"]) == {
+        "n_samples": 64_600, "hop": 32_300, "frontend": "waveform", "threshold": 0.5
+    }  # fmt: skip
+
+
+def test_waveform_cam_of_a_spectral_layer_is_averaged_over_rows():
+    fe = ARCHS["aasist"].front_end.with_length(8)
+    cam = torch.tensor([[[[1.0, 1.0], [3.0, 3.0]]]])  # (1, 1, rows 2, T' 2)
+    np.testing.assert_allclose(fe.cam_to_grid(cam), np.full(8, 2.0))
+    edges = ARCHS["aasist"].cam_bands(23)
+    assert edges.shape == (23, 2) and edges[0, 0] == 0.0 and edges[-1, 1] < 8_000
+    assert (edges[1:, 0] == edges[:-1, 1]).all()  # contiguous mel bands
 
 
 @pytest.mark.parametrize("key,ref_name", [("aasist-official", "AASIST"), ("aasist-l-official", "AASIST-L")])

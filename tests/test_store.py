@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from core import store
+from core.keys import ExplanationKey, VerdictKey
 from core.store import StoreError
+from core.store.flight import _HOST
 
 SHA = hashlib.sha256(b"some audio").hexdigest()
 VERDICT = {
@@ -92,10 +94,10 @@ def test_prediction_miss_then_hit_is_identical(db_path):
     compute = Counter()
     params = {"n_samples": 64_600, "hop": 32_300}
     first, cached1 = store.get_or_compute_prediction(
-        SHA, "m", "w" * 64, params, compute, db=db_path
+        VerdictKey(SHA, "m", "w" * 64, params), compute, db=db_path
     )
     second, cached2 = store.get_or_compute_prediction(
-        SHA, "m", "w" * 64, params, compute, db=db_path
+        VerdictKey(SHA, "m", "w" * 64, params), compute, db=db_path
     )
     assert (cached1, cached2, compute.calls) == (False, True, 1)
     assert first == second
@@ -107,21 +109,21 @@ def test_changed_weights_or_params_miss(db_path):
     compute = Counter()
     base = dict(audio_sha256=SHA, model="m", weights_sha256="a" * 64)
     store.get_or_compute_prediction(
-        **base, params={"hop": 1}, compute=compute, db=db_path
+        VerdictKey(**base, params={"hop": 1}), compute, db=db_path
     )
     _, c = store.get_or_compute_prediction(
-        SHA, "m", "b" * 64, {"hop": 1}, compute, db=db_path
+        VerdictKey(SHA, "m", "b" * 64, {"hop": 1}), compute, db=db_path
     )
     assert not c and compute.calls == 2
     _, c = store.get_or_compute_prediction(
-        **base, params={"hop": 2}, compute=compute, db=db_path
+        VerdictKey(**base, params={"hop": 2}), compute, db=db_path
     )
     assert not c and compute.calls == 3
     meta = {"window": 0, "target": 1, "target_label": "spoof", "quality": {"r2": 0.5}}
     record = Counter(value=(meta, {"values": np.ones(4)}))
-    args = [SHA, "m", "a" * 64, "shap", "1", {"segments": 16, "seed": 0}, record]
-    store.get_or_compute_explanation(*args, db=db_path)
-    m, a, cached = store.get_or_compute_explanation(*args, db=db_path)
+    args = [SHA, "m", "a" * 64, "shap", "1", {"segments": 16, "seed": 0}]
+    store.get_or_compute_explanation(ExplanationKey(*args), record, db=db_path)
+    m, a, cached = store.get_or_compute_explanation(ExplanationKey(*args), record, db=db_path)
     assert cached and record.calls == 1 and m == meta
     for changed in (
         [
@@ -136,7 +138,9 @@ def test_changed_weights_or_params_miss(db_path):
         [SHA, "m", "c" * 64, "shap", "1", {"segments": 16, "seed": 0}],  # weights
         [SHA, "m", "a" * 64, "lime", "1", {"segments": 16, "seed": 0}],  # method
     ):
-        _, _, cached = store.get_or_compute_explanation(*changed, record, db=db_path)
+        _, _, cached = store.get_or_compute_explanation(
+            ExplanationKey(*changed), record, db=db_path
+        )
         assert not cached
     assert record.calls == 5
 
@@ -217,7 +221,7 @@ def test_truncated_store_gives_clear_error_and_is_kept(tmp_path, keep):
     n = int(size * keep) if isinstance(keep, float) else keep
     with open(path, "r+b") as f:
         f.truncate(n)
-    store._READY.clear()  # as a new process would see it
+    store.schema._READY.clear()  # as a new process would see it
     with pytest.raises(StoreError) as err:
         store.list_history(db=path)
     assert "\n" not in str(err.value)
@@ -244,7 +248,7 @@ def test_newer_schema_is_refused(tmp_path):
             "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
             [store.MIGRATIONS.name, "m999_future", "2099-01-01"],
         )
-    store._READY.clear()
+    store.schema._READY.clear()
     with pytest.raises(StoreError, match="newer version"):
         store.list_history(db=path)
 
@@ -291,7 +295,7 @@ def _fill(db_path, n=5):
         label = "spoof" if i % 2 else "bonafide"
         v = {**VERDICT, "label": label, "p_spoof": i / 10}
         store.get_or_compute_prediction(
-            info["sha256"], "m1", "w" * 64, {}, lambda v=v: v, db=db_path
+        VerdictKey(info["sha256"], "m1", "w" * 64, {}), lambda v=v: v, db=db_path
         )
         shas.append(info["sha256"])
     return shas
@@ -334,12 +338,7 @@ def test_get_analysis_and_delete_everything_it_owns(db_path):
         "quality": {"r2": 0.9},
     }
     store.get_or_compute_explanation(
-        sha,
-        "m1",
-        "w" * 64,
-        "lime",
-        "1",
-        {},
+        ExplanationKey(sha, "m1", "w" * 64, "lime", "1", {}),
         lambda: (meta, {"values": np.arange(3.0)}),
         db=db_path,
     )
@@ -387,7 +386,7 @@ def test_single_flight_across_threads(db_path):
         try:
             results.append(
                 store.get_or_compute_prediction(
-                    SHA, "m", "w" * 64, {}, compute, db=db_path
+        VerdictKey(SHA, "m", "w" * 64, {}), compute, db=db_path
                 )
             )
         except Exception as e:  # pragma: no cover - reported below
@@ -408,11 +407,12 @@ def test_failed_compute_releases_the_claim(db_path):
         raise RuntimeError("model crashed")
 
     with pytest.raises(RuntimeError, match="model crashed"):
-        store.get_or_compute_prediction(SHA, "m", "w" * 64, {}, boom, db=db_path)
+        store.get_or_compute_prediction(
+        VerdictKey(SHA, "m", "w" * 64, {}), boom, db=db_path)
     with store.open_db(db_path) as db:
         assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
     _, cached = store.get_or_compute_prediction(
-        SHA, "m", "w" * 64, {}, Counter(), db=db_path
+        VerdictKey(SHA, "m", "w" * 64, {}), Counter(), db=db_path
     )
     assert not cached
 
@@ -420,35 +420,35 @@ def test_failed_compute_releases_the_claim(db_path):
 def test_claim_of_a_dead_process_is_taken_over(db_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    key = store.prediction_key(SHA, "m", "w" * 64, {})
+    key = VerdictKey(SHA, "m", "w" * 64, {}).key
     now = time.time()
     with store.open_db(db_path) as db:
         db.execute(
             "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [key, "prediction", "ghost", store._HOST, dead.pid, now, now],
+            [key, "prediction", "ghost", _HOST, dead.pid, now, now],
         )
     t0 = time.monotonic()
     _, cached = store.get_or_compute_prediction(
-        SHA, "m", "w" * 64, {}, Counter(), db=db_path
+        VerdictKey(SHA, "m", "w" * 64, {}), Counter(), db=db_path
     )
     assert not cached and time.monotonic() - t0 < 5
 
 
 def test_waiter_gets_the_result_computed_elsewhere(db_path, monkeypatch):
     """A claim held by a live owner: we wait, and take its result when it lands."""
-    key = store.prediction_key(SHA, "m", "w" * 64, {})
+    key = VerdictKey(SHA, "m", "w" * 64, {}).key
     now = time.time()
     with store.open_db(db_path) as db:
         db.execute(
             "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [key, "prediction", "other", store._HOST, os.getpid(), now, now],
+            [key, "prediction", "other", _HOST, os.getpid(), now, now],
         )
 
     def other_finishes():
         time.sleep(0.4)
-        with store.open_db(db_path) as db, store._write(db):
+        with store.open_db(db_path) as db, store.transaction(db):
             db.execute("DELETE FROM claims WHERE key = ?", [key])
             db.table("predictions").insert(
                 {
@@ -463,7 +463,7 @@ def test_waiter_gets_the_result_computed_elsewhere(db_path, monkeypatch):
     waits = []
     compute = Counter()
     row, cached = store.get_or_compute_prediction(
-        SHA, "m", "w" * 64, {}, compute, db=db_path, on_wait=waits.append
+        VerdictKey(SHA, "m", "w" * 64, {}), compute, db=db_path, on_wait=waits.append
     )
     t.join()
     assert cached and compute.calls == 0 and row["p_spoof"] == 0.1 and len(waits) == 1
@@ -482,7 +482,8 @@ def test_cli_history_show_delete(db_path, capsys):
     assert main(["history", "--db", str(db_path), "--filename", "clip2"]) == 0
     assert shas[2][:12] in capsys.readouterr().out
     assert main(["show", shas[0][:10], "--json", "--db", str(db_path)]) == 0
-    assert json.loads(capsys.readouterr().out)["audio"]["sha256"] == shas[0]
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["sha256"] == shas[0] and [m["model"] for m in shown["models"]] == ["m1"]
     assert main(["delete", shas[0], "--db", str(db_path)]) == 0
     assert store.get_audio(shas[0], db=db_path) is None
     capsys.readouterr()

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from . import gradcam, gradshap, lime, shap
+from ..jsonsafe import finite
 from .base import Explainer, Explanation, MethodResult
 from .faithfulness import DEFAULT_RANDOM_ORDERS, deletion_curves
 from .listen import listenable
@@ -201,25 +202,6 @@ def explain(
         ),
         deletion_curve=curve,
         deletion_random=random_mean,
-        quality=_json_safe(quality),
+        quality=finite(quality),  # the store keeps quality as JSON
         seconds=t2 - t0,
     )
-
-
-def _json_safe(d: dict) -> dict:
-    """floats and lists only (NaN becomes None): the store keeps quality as JSON"""
-
-    def clean(v):
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple, np.ndarray)):
-            return [clean(x) for x in v]
-        if isinstance(v, (bool, np.bool_)):
-            return bool(v)
-        if isinstance(v, (int, np.integer)):
-            return int(v)
-        if isinstance(v, (float, np.floating)):
-            return None if not np.isfinite(v) else float(v)
-        return v
-
-    return clean(d)

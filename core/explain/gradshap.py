@@ -3,7 +3,7 @@ Erion et al., Nature MI 2021, arXiv 1906.10670).
 
 Each of the n_samples draws takes a random point on the straight line from the baseline
 (silence, or the window's mean spectrum) to the input, the gradient of P(target) there,
-times (input - baseline); the map is their mean, on the input grid: (n_samples,) for
+times (input - baseline); the map is their mean, on the input grid: (input_length,) for
 waveform models, (bins, frames) for the CQT model. Its total approximates
 P(target | x) - P(target | baseline), the completeness gap is reported as for SHAP, and
 the feature values are the map's sums over each feature. Draws are made in chunks sized
@@ -47,9 +47,8 @@ def gradient_shap(
             window.n_evals += n
             if window.on_evals is not None:
                 window.on_evals(n)
-    dense = (total / n_samples)[0]
-    if window.spec.frontend == "cqt":
-        dense = dense[0]  # (1, bins, frames) -> (bins, frames)
+    # (1, *input_shape) -> the input grid: (input_length,) or (bins, frames)
+    dense = window.spec.front_end.to_grid(total / n_samples)
     dense = dense.numpy().astype(np.float32)
     values = window.region_sum(dense)
     quality = completeness(values, window.p_target, window.p_baseline)
@@ -64,4 +63,6 @@ EXPLAINER = Explainer(
     default_n_samples=default_n_samples,
     description="expected gradients of P(target) from the baseline, Captum "
     "GradientShap",
+    label="Expected gradients (GradientSHAP)",
+    cost="Sixteen forward and backward passes: several seconds on CPU.",
 )

@@ -1,5 +1,9 @@
 """The window an explanation is about: its network input, features, baseline and target.
 
+Everything that depends on the model's input (the feature grid, the baseline, the map
+geometry) comes from its front end, ``spec.front_end`` (core.frontends); this module
+only picks the window and the target and counts model evaluations.
+
 Interpretable features
 ----------------------
 Waveform models (Res-TSSDNet 1D, AASIST, AASIST-L): ``segments`` contiguous time
@@ -34,7 +38,6 @@ import torch.nn as nn
 
 from ..audio import SAMPLE_RATE
 from ..detect import THRESHOLD, p_spoof_from_logits
-from ..features import CQT_BINS_PER_OCTAVE, CQT_HOP, cqt_frequencies
 
 TARGET_LABELS = ("spoof", "bonafide")
 DEFAULT_SEGMENTS = 16
@@ -52,7 +55,8 @@ class Window:
     """
     One window of a file, prepared for attribution.
 
-    x, baseline : torch.Tensor, shape = (1, n_samples) waveform, (1, 1, 432, frames) CQT
+    x, baseline : torch.Tensor, shape = (1, *spec.front_end.input_shape):
+        (1, input_length) waveform, (1, 1, 432, frames) CQT
     feature_mask : torch.Tensor (int64), same shape as x: feature id 0..F-1 per element
     feature_bounds : np.ndarray, shape = (F, 2) [t0, t1] s or (F, 4) [t0, t1, f0, f1]
         s and Hz; times are seconds in the file (window start included)
@@ -62,7 +66,7 @@ class Window:
     index: int
     start: float  # seconds
     end: float  # seconds, capped at the file's end
-    samples: np.ndarray  # (n_samples,) the window's audio at 16 kHz
+    samples: np.ndarray  # (input_length,) the window's audio at 16 kHz
     x: torch.Tensor
     baseline: torch.Tensor
     baseline_name: str
@@ -166,102 +170,46 @@ def prepare_window(
     the features and the baseline, and resolve the target (None = predicted class).
     """
     spec = detector.spec
+    front_end = spec.front_end
     batch, starts = detector.windows(np.asarray(samples, dtype=np.float32))
-    if window is None:
-        window = int(np.argmax(detector.p_spoof(batch))) if len(batch) > 1 else 0
-    if not 0 <= window < len(batch):
+    # `window` is an index (explain()'s public keyword); the Window object is built last
+    index = window
+    if index is None:
+        index = int(np.argmax(detector.p_spoof(batch))) if len(batch) > 1 else 0
+    if not 0 <= index < len(batch):
         raise ValueError(
-            f"window {window} out of range: the file has {len(batch)} windows"
+            f"window {index} out of range: the file has {len(batch)} windows"
         )
-    start = starts[window] / SAMPLE_RATE
-    end = min(starts[window] + spec.n_samples, len(samples)) / SAMPLE_RATE
-    x = detector.frontend(batch[window : window + 1])
+    start = starts[index] / SAMPLE_RATE
+    end = min(starts[index] + spec.input_length, len(samples)) / SAMPLE_RATE
+    x = detector.frontend(batch[index : index + 1])
 
     logits, act_bytes = _logits_and_activation_bytes(detector, x)
     p_spoof = float(p_spoof_from_logits(logits, spec.spoof_index)[0])
     label = target or ("spoof" if p_spoof >= THRESHOLD else "bonafide")
-    index = target_index(spec, label)
+    target_idx = target_index(spec, label)
     p_target = p_spoof if label == "spoof" else 1.0 - p_spoof
 
-    if spec.frontend == "cqt":
-        mask, bounds = _patches(
-            x.shape[-2], x.shape[-1], spec.n_samples, segments, bands
-        )
-        # the window's mean spectrum, the same in every frame
-        baseline = x.mean(dim=-1, keepdim=True).expand_as(x).contiguous()
-        baseline_name, kind = (
-            "mean spectrum of the window (dB, per bin)",
-            "time-frequency",
-        )
-    else:
-        mask, bounds = _segments(x.shape[-1], segments)
-        baseline = torch.zeros_like(x)
-        baseline_name, kind = "silence", "time"
+    mask, bounds = front_end.features(x, segments=segments, bands=bands)
     bounds[:, :2] += start
     return Window(
         detector=detector,
-        index=window,
+        index=index,
         start=start,
         end=end,
-        samples=batch[window].copy(),  # not a view: the other windows can go
+        samples=batch[index].copy(),  # not a view: the other windows can go
         x=x,
-        baseline=baseline,
-        baseline_name=baseline_name,
+        baseline=front_end.baseline(x),
+        baseline_name=front_end.baseline_name,
         feature_mask=mask.reshape(x.shape),
         feature_bounds=bounds,
-        feature_kind=kind,
-        target=index,
+        feature_kind=front_end.feature_kind,
+        target=target_idx,
         target_label=label,
         p_target=p_target,
         activation_bytes=act_bytes,
         batch=batch_size(act_bytes, detector.device),
     )
-
-
-def _segments(n_samples: int, segments: int) -> tuple[torch.Tensor, np.ndarray]:
-    """equal time segments -> mask (n_samples,) int64, bounds (F, 2) s from the start"""
-    if not 1 <= segments <= n_samples:
-        raise ValueError(f"segments must be between 1 and {n_samples}, not {segments}")
-    edges = np.round(np.linspace(0, n_samples, segments + 1)).astype(int)
-    mask = torch.from_numpy(np.repeat(np.arange(segments), np.diff(edges)))
-    bounds = np.stack([edges[:-1], edges[1:]], axis=1) / SAMPLE_RATE
-    return mask, bounds.astype(np.float64)
-
-
-def _patches(
-    n_bins: int, n_frames: int, n_samples: int, segments: int, bands: int
-) -> tuple[torch.Tensor, np.ndarray]:
-    """
-    time x frequency grid, feature id = time_index * bands + band_index
-
-    -> mask (n_bins, n_frames) int64, bounds (F, 4) [t0, t1, f0, f1] s from the window
-    start and Hz (band edges half a bin outside the outer bins' centre frequencies)
-    """
-    if not 1 <= bands <= n_bins:
-        raise ValueError(f"bands must be between 1 and {n_bins}, not {bands}")
-    n_time = max(segments // bands, 1)
-    if n_time > n_frames:
-        raise ValueError(f"segments must be at most {n_frames * bands}, not {segments}")
-    t_edges = np.round(np.linspace(0, n_frames, n_time + 1)).astype(int)
-    f_edges = np.round(np.linspace(0, n_bins, bands + 1)).astype(int)
-    t_ids = np.repeat(np.arange(n_time), np.diff(t_edges))  # (frames,)
-    f_ids = np.repeat(np.arange(bands), np.diff(f_edges))  # (bins,)
-    mask = torch.from_numpy(t_ids[None, :] * bands + f_ids[:, None])  # (bins, frames)
-    freqs = cqt_frequencies(n_bins)
-    half_bin = 2.0 ** (0.5 / CQT_BINS_PER_OCTAVE)
-    # frame k is centred on sample k * hop
-    t_sec = np.minimum(t_edges * CQT_HOP, n_samples) / SAMPLE_RATE
-    bounds = [
-        [
-            t_sec[t],
-            t_sec[t + 1],
-            freqs[f_edges[b]] / half_bin,
-            freqs[f_edges[b + 1] - 1] * half_bin,
-        ]
-        for t in range(n_time)
-        for b in range(bands)
-    ]
-    return mask, np.asarray(bounds, dtype=np.float64)
 
 
 def _logits_and_activation_bytes(detector, x: torch.Tensor) -> tuple[torch.Tensor, int]:

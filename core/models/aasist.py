@@ -44,6 +44,19 @@ def _hz(mel):
     return 700 * (10 ** (mel / 2595) - 1)
 
 
+def sinc_band_edges(n_rows: int, n_filters: int = 70, sample_rate: int = 16_000):
+    """
+    Hz edges of the rows of AASIST's encoder map (the Grad-CAM layer's H axis): the sinc
+    front end has n_filters mel-spaced bands over 0 to sample_rate / 2, max-pooled in
+    groups -> np.ndarray, shape = (n_rows, 2)
+    """
+    edges = _hz(np.linspace(0, _mel(sample_rate / 2), n_filters + 1))
+    group = n_filters // n_rows
+    return np.stack(
+        [edges[: n_rows * group : group], edges[group : n_rows * group + 1 : group]], 1
+    )
+
+
 class SincConv(nn.Module):
     """Fixed mel-spaced band-pass sinc filters (no learnable weights)."""
 

@@ -1,4 +1,5 @@
-"""core.analyze: verdicts and explanations through the store, once each, CLI."""
+"""core.service.Engine: verdicts and explanations through the store, once each; batch
+and dashboard share keys; a store from before the reshape still opens; CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core import analyze, store
+import shutil
+
+import core.explain
+from core import service, store
+from core.batch import run_batch
+from core.data import ProtocolEntry
+from core.service import Engine
 from core.audio import AudioError
 from core.detect import verdict_from_windows
 from core.explain.base import Explanation
@@ -54,7 +61,7 @@ class FakeDetector:
     def windows(self, samples):
         from core.audio import frame_windows
 
-        return frame_windows(samples, self.spec.n_samples, self.spec.window_hop)
+        return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
 
     def score(self, audio):
         self.calls += 1
@@ -73,10 +80,7 @@ def fake_backend(log=None):
     """explain / explain_params / EXPLAINERS with the core.explain call shape."""
     calls = []
 
-    def explain_params(
-        method, *, window=None, target=None, segments=16, n_samples=None, seed=0
-    ):
-        return {"window": window, "target": target, "segments": segments, "seed": seed}
+    explain_params = core.explain.explain_params  # the real one: real keys
 
     def explain(detector, samples, *, method, window=None, target=None, segments=16,
                 n_samples=None, seed=0, progress=None):  # fmt: skip
@@ -90,7 +94,7 @@ def fake_backend(log=None):
             model=detector.spec.key,
             weights_sha256=detector.spec.sha256,
             method=method,
-            method_version="1",
+            method_version=str(core.explain.EXPLAINERS[method].version),
             params=explain_params(
                 method, window=window, target=target, segments=segments, seed=seed
             ),
@@ -103,7 +107,7 @@ def fake_backend(log=None):
             feature_kind="time",
             feature_bounds=bounds.astype(np.float64),
             values=rng.standard_normal(segments),
-            dense=rng.standard_normal(detector.spec.n_samples).astype(np.float32),
+            dense=rng.standard_normal(detector.spec.input_length).astype(np.float32),
             deletion_curve=np.linspace(1, 0, segments + 1),
             deletion_random=np.linspace(1, 0.5, segments + 1),
             quality={"r2": 0.8, "deletion_auc": 0.3, "missing": None},
@@ -113,12 +117,28 @@ def fake_backend(log=None):
     return SimpleNamespace(
         explain=explain,
         explain_params=explain_params,
-        EXPLAINERS={
-            "shap": SimpleNamespace(version="1"),
-            "lime": SimpleNamespace(version="1"),
-        },
+        EXPLAINERS={k: core.explain.EXPLAINERS[k] for k in ("shap", "lime")},
         calls=calls,
     )
+
+
+# the engine, spelled as each test needs it
+def analyze_bytes(data, name, *, db, detectors=None, models=None, progress=None, use_store=True):
+    eng = Engine(db, detectors=detectors, use_store=use_store)
+    return eng.analyze(data, name, models=models, progress=progress)
+
+
+def explain_stored(sha, model, method, *, db, detectors=None, backend=None, **kw):
+    return Engine(db, detectors=detectors, backend=backend).explain(sha, model, method, **kw)
+
+
+def load_analysis(sha, *, db):
+    return Engine(db).analysis(sha)
+
+
+def load_explanations(sha, *, db, **kw):
+    return Engine(db).explanations(sha, **kw)
+
 
 
 @pytest.fixture
@@ -140,14 +160,13 @@ def fakes():
 def test_repeat_is_served_from_the_store_and_identical(db_path, fakes):
     data = wav_bytes(1, seconds=7.0)  # several windows
     progress = []
-    first = analyze.analyze_bytes(
-        data,
+    first = analyze_bytes(data,
         "clip.wav",
         db=db_path,
         detectors=fakes,
         progress=lambda f, m: progress.append(f),
     )
-    second = analyze.analyze_bytes(data, "again.wav", db=db_path, detectors=fakes)
+    second = analyze_bytes(data, "again.wav", db=db_path, detectors=fakes)
     assert [d.calls for d in fakes.values()] == [1, 1]
     assert first.cached == {"fake-a": False, "fake-b": False}
     assert second.cached == {"fake-a": True, "fake-b": True}
@@ -157,45 +176,43 @@ def test_repeat_is_served_from_the_store_and_identical(db_path, fakes):
         second.filenames == ("again.wav", "clip.wav") and second.filename == "again.wav"
     )
     assert progress[0] == 0.0 and progress[-1] == 1.0
-    loaded = analyze.load_analysis(first.sha256, db=db_path)
+    loaded = load_analysis(first.sha256, db=db_path)
     assert loaded.verdicts == first.verdicts and loaded.duration == first.duration
     assert loaded.orig_sample_rate == 16_000 and loaded.orig_channels == 1
     assert [d.calls for d in fakes.values()] == [1, 1]
-    assert analyze.load_analysis("0" * 64, db=db_path) is None
-    assert analyze.load_analysis("not a hash", db=db_path) is None
+    assert load_analysis("0" * 64, db=db_path) is None
+    assert load_analysis("not a hash", db=db_path) is None
 
 
 def test_new_weights_or_scoring_params_miss(db_path, fakes):
     data = wav_bytes(2)
-    analyze.analyze_bytes(data, "x.wav", db=db_path, detectors=fakes, models=["fake-a"])
+    analyze_bytes(data, "x.wav", db=db_path, detectors=fakes, models=["fake-a"])
     retrained = {"fake-a": FakeDetector("fake-a", weights="c" * 64)}
-    a = analyze.analyze_bytes(data, "x.wav", db=db_path, detectors=retrained)
+    a = analyze_bytes(data, "x.wav", db=db_path, detectors=retrained)
     assert a.cached == {"fake-a": False} and retrained["fake-a"].calls == 1
     new_hop = {"fake-a": FakeDetector("fake-a", weights="c" * 64, hop=1000)}
-    a = analyze.analyze_bytes(data, "x.wav", db=db_path, detectors=new_hop)
+    a = analyze_bytes(data, "x.wav", db=db_path, detectors=new_hop)
     assert a.cached == {"fake-a": False} and new_hop["fake-a"].calls == 1
     assert len(store.get_analysis(a.sha256, db=db_path)["predictions"]) == 3
 
 
 def test_no_store_reads_and_writes_nothing(db_path, fakes):
-    a = analyze.analyze_bytes(
-        wav_bytes(3), "x.wav", db=db_path, detectors=fakes, use_store=False
+    a = analyze_bytes(wav_bytes(3), "x.wav", db=db_path, detectors=fakes, use_store=False
     )
     assert not any(a.cached.values()) and not db_path.exists()
 
 
 def test_bad_audio_raises_one_line_audio_error(db_path, fakes):
     with pytest.raises(AudioError) as err:
-        analyze.analyze_bytes(
-            b"this is not audio", "x.wav", db=db_path, detectors=fakes
+        analyze_bytes(b"this is not audio", "x.wav", db=db_path, detectors=fakes
         )
     assert "\n" not in str(err.value)
 
 
 def test_delete_removes_the_analysis(db_path, fakes):
-    a = analyze.analyze_bytes(wav_bytes(4), "x.wav", db=db_path, detectors=fakes)
+    a = analyze_bytes(wav_bytes(4), "x.wav", db=db_path, detectors=fakes)
     assert store.delete_analysis(a.sha256, db=db_path)
-    assert analyze.load_analysis(a.sha256, db=db_path) is None
+    assert load_analysis(a.sha256, db=db_path) is None
     assert not (db_path.parent / "audio" / a.sha256).exists()
 
 
@@ -204,14 +221,11 @@ def test_delete_removes_the_analysis(db_path, fakes):
 
 def test_explain_stored_computes_once_and_round_trips(db_path, fakes):
     backend = fake_backend()
-    a = analyze.analyze_bytes(
-        wav_bytes(5, seconds=8.0), "x.wav", db=db_path, detectors=fakes
+    a = analyze_bytes(wav_bytes(5, seconds=8.0), "x.wav", db=db_path, detectors=fakes
     )
-    e1, cached1, s1 = analyze.explain_stored(
-        a.sha256, "fake-a", "shap", db=db_path, detectors=fakes, backend=backend
+    e1, cached1, s1 = explain_stored(a.sha256, "fake-a", "shap", db=db_path, detectors=fakes, backend=backend
     )
-    e2, cached2, s2 = analyze.explain_stored(
-        a.sha256, "fake-a", "shap", window=a.verdicts["fake-a"].max_window,
+    e2, cached2, s2 = explain_stored(a.sha256, "fake-a", "shap", window=a.verdicts["fake-a"].max_window,
         db=db_path, detectors=fakes, backend=backend,
     )  # fmt: skip
     assert (cached1, cached2) == (False, True) and len(backend.calls) == 1
@@ -231,8 +245,7 @@ def test_explain_stored_computes_once_and_round_trips(db_path, fakes):
     assert e1.dense.dtype == np.float32 and e1.dense.shape == (96_000,)
     assert fakes["fake-a"].calls == 1  # the verdict came from the store
 
-    _, cached, _ = analyze.explain_stored(
-        a.sha256,
+    _, cached, _ = explain_stored(a.sha256,
         "fake-a",
         "shap",
         segments=8,
@@ -241,23 +254,20 @@ def test_explain_stored_computes_once_and_round_trips(db_path, fakes):
         backend=backend,
     )
     assert not cached and len(backend.calls) == 2
-    _, cached, _ = analyze.explain_stored(
-        a.sha256, "fake-b", "shap", db=db_path, detectors=fakes, backend=backend
+    _, cached, _ = explain_stored(a.sha256, "fake-b", "shap", db=db_path, detectors=fakes, backend=backend
     )
     assert not cached and len(backend.calls) == 3
-    stored = analyze.load_analysis(a.sha256, db=db_path).explanations
+    stored = load_analysis(a.sha256, db=db_path).explanations
     assert sorted((e["model"], e["params"]["segments"]) for e in stored) == [
         ("fake-a", 8), ("fake-a", 16), ("fake-b", 16)
     ]  # fmt: skip
-    assert len(analyze.load_explanations(a.sha256, model="fake-a", db=db_path)) == 2
+    assert len(load_explanations(a.sha256, model="fake-a", db=db_path)) == 2
 
     with pytest.raises(ValueError, match="unknown method"):
-        analyze.explain_stored(
-            a.sha256, "fake-a", "nope", db=db_path, detectors=fakes, backend=backend
+        explain_stored(a.sha256, "fake-a", "nope", db=db_path, detectors=fakes, backend=backend
         )
     with pytest.raises(store.NotStoredError):
-        analyze.explain_stored(
-            "f" * 64, "fake-a", "shap", db=db_path, detectors=fakes, backend=backend
+        explain_stored("f" * 64, "fake-a", "shap", db=db_path, detectors=fakes, backend=backend
         )
 
 
@@ -265,11 +275,9 @@ def test_explain_stored_decodes_stored_bytes_on_a_miss(db_path, fakes):
     """No stored verdict: the stored original is decoded and scored first."""
     backend = fake_backend()
     data = wav_bytes(6, rate=44_100)
-    a = analyze.analyze_bytes(
-        data, "x.wav", db=db_path, detectors={"fake-a": fakes["fake-a"]}
+    a = analyze_bytes(data, "x.wav", db=db_path, detectors={"fake-a": fakes["fake-a"]}
     )
-    e, cached, _ = analyze.explain_stored(
-        a.sha256, "fake-b", "lime", db=db_path, detectors=fakes, backend=backend
+    e, cached, _ = explain_stored(a.sha256, "fake-b", "lime", db=db_path, detectors=fakes, backend=backend
     )
     assert not cached and fakes["fake-b"].calls == 1 and e.model == "fake-b"
 
@@ -288,11 +296,9 @@ def _worker(db, files, log, barrier, results):
         barrier.wait(timeout=60)
         out = []
         for f in files:
-            a = analyze.analyze_bytes(
-                Path(f).read_bytes(), Path(f).name, db=db, detectors=dets
+            a = analyze_bytes(Path(f).read_bytes(), Path(f).name, db=db, detectors=dets
             )
-            e, cached, _ = analyze.explain_stored(
-                a.sha256, "fake-a", "shap", db=db, detectors=dets, backend=backend
+            e, cached, _ = explain_stored(a.sha256, "fake-a", "shap", db=db, detectors=dets, backend=backend
             )
             out.append(
                 (
@@ -375,8 +381,8 @@ def test_cli_analyze_marks_cached_and_continues_past_a_bad_file(
         weights=MODELS["aasist-official"].sha256,
         arch_from="aasist-official",
     )
-    monkeypatch.setitem(analyze._DETECTORS, "aasist-official", fake)
-    monkeypatch.setattr(analyze, "EXPLAIN_BACKEND", fake_backend())
+    monkeypatch.setitem(service._DETECTORS, "aasist-official", fake)
+    monkeypatch.setattr(service, "EXPLAIN_BACKEND", fake_backend())
     good, bad = tmp_path / "good.wav", tmp_path / "bad.wav"
     good.write_bytes(wav_bytes(7))
     bad.write_bytes(b"garbage")
@@ -443,3 +449,71 @@ def test_cli_analyze_with_a_real_model_end_to_end(
     assert (first["cached"], second["cached"]) == (False, True)
     assert first["p_spoof"] == second["p_spoof"] and 0 <= first["p_spoof"] <= 1
     assert first["weights_sha256"] == MODELS["aasist-official"].sha256
+
+
+# ------------------------------------------------------- batch and pages share keys
+
+
+def test_batch_explanations_are_found_by_the_page_lookup(tmp_path, monkeypatch):
+    """Batch writes with the keys the Analyze page reads, scoring each file once."""
+    fake = FakeDetector("tssd1d", weights=MODELS["tssd1d"].sha256)
+    backend = fake_backend()
+    monkeypatch.setitem(service._DETECTORS, "tssd1d", fake)
+    monkeypatch.setattr(service, "EXPLAIN_BACKEND", backend)
+    audio_dir = tmp_path / "flac"
+    audio_dir.mkdir()
+    sf.write(audio_dir / "F1.flac", np.sin(np.arange(16_000 * 8) / 9.0).astype(np.float32) * 0.3,
+             16_000)  # several windows: max_window need not be 0
+    entries = [ProtocolEntry(speaker="S", file_id="F1", system="-", key="bonafide", line=1)]
+    db = tmp_path / "batch.db"
+    report = run_batch(entries, audio_dir, name="b", models=["tssd1d"],
+                       methods=["shap", "lime"], db=db, progress=False)
+    assert report.computed == 1 and not report.failed
+    assert fake.calls == 1  # one verdict, not one per method
+    eng = Engine(db)
+    sha = eng.batch_files("b")[0]["sha256"]
+    verdict = eng.analysis(sha).verdicts["tssd1d"]
+    # each explanation was of the verdict's most suspicious window, never window=None
+    assert [c[2] for c in backend.calls] == [verdict.max_window] * 2
+    for method in ("shap", "lime"):
+        found = eng.find_explanation(sha, "tssd1d", method)  # the page's lookup
+        assert found is not None and found.window == verdict.max_window
+        r = eng.explain(sha, "tssd1d", method)  # the page's compute button
+        assert r.cached
+    assert len(backend.calls) == 2 and fake.calls == 1
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM explanations").fetchone()[0] == 2
+    # a rerun finds everything stored
+    again = run_batch(entries, audio_dir, name="b", models=["tssd1d"],
+                      methods=["shap", "lime"], db=db, progress=False)
+    assert again.skipped == 1 and again.computed == 0 and fake.calls == 1
+
+
+# ---------------------------------------------------- a store from before the reshape
+
+FIXTURE = ROOT / "tests" / "fixtures" / "store_v2"
+
+
+def test_a_store_written_before_the_reshape_shows_the_same_history(tmp_path):
+    """tests/fixtures/store_v2 was written by the code of 67d0e97 (make_fixture.py);
+    expected.json holds what that code read back from it."""
+    work = tmp_path / "old"
+    shutil.copytree(FIXTURE, work, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    expected = json.loads((work / "expected.json").read_text())
+    eng = Engine(work / "analyses.db")
+    page = eng.history()
+    assert [(i["sha256"], i["filename"]) for i in page.items] == [
+        (h["sha256"], h["filename"]) for h in expected["history"]
+    ]
+    for sha in expected["files"]:
+        a = eng.analysis(sha)
+        got = {k: [v.p_spoof, v.label, v.max_window] for k, v in a.verdicts.items()}
+        assert got == expected[sha]["verdicts"]
+        old = expected[sha]["explanations"]
+        new = [[e.model, e.method, e.window, e.values.tolist()] for e in eng.explanations(sha)]
+        assert new == old
+        # keys still hash as before: the page's lookups find the old rows
+        for model, method, window, values in old:
+            e = eng.find_explanation(sha, model, method)
+            assert e is not None and e.values.tolist() == values
+        assert eng.stored_verdict(sha, "tssd1d") is not None

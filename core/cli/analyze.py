@@ -1,0 +1,133 @@
+"""`analyze`: score (and explain) files through the engine and its store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import store
+from ..audio import AudioError, load_audio
+from ..jsonsafe import finite
+from ..registry import MODELS, WeightsError
+from ..results import Analysis, explanation_json
+from ..service import DEFAULT_SEGMENTS, Engine
+from .common import add_db, one_line, print_err
+
+QUALITY_SHOWN = ("r2", "completeness_gap", "deletion_auc", "deletion_auc_random")
+
+
+def _how(cached: bool, seconds: float) -> str:
+    return f"{'cached' if cached else 'computed'} {seconds:.3f} s"
+
+
+def print_analysis(name: str, a: Analysis) -> None:
+    flag = "  (near-silent)" if a.near_silent else ""
+    print(f"{name}  sha256 {a.sha256[:16]}  {a.duration:.2f} s{flag}")
+    for k, v in a.verdicts.items():
+        print(
+            f"  {k:<18} P(spoof) {v.p_spoof:.3f}  {v.label:<8}  max {v.max_p_spoof:.3f} "
+            f"(window {v.max_window})  {_how(a.cached[k], a.seconds[k])}"
+        )
+        for w in v.windows:
+            print(f"    {w.start:7.2f}-{w.end:7.2f} s  {w.p_spoof:.3f}")
+
+
+def print_explanation(d: dict) -> None:
+    q = d["quality"] or {}
+    shown = "  ".join(
+        f"{k} {q[k]:.3f}" for k in QUALITY_SHOWN if isinstance(q.get(k), (int, float))
+    )
+    print(
+        f"  {d['model']:<18} {d['method']:<8} window {d['window']} "
+        f"({d['window_start']:.2f}-{d['window_end']:.2f} s)  target {d['target_label']}  "
+        f"{shown}  {_how(d['cached'], d['seconds'])}"
+    )
+    order = sorted(range(len(d["values"])), key=lambda i: -abs(d["values"][i]))[:3]
+    for i in order:
+        bounds = d["feature_bounds"][i] if i < len(d["feature_bounds"]) else []
+        where = (
+            f"{bounds[0]:.2f}-{bounds[1]:.2f} s"
+            + (f", {bounds[2]:.0f}-{bounds[3]:.0f} Hz" if len(bounds) == 4 else "")
+            if bounds
+            else f"feature {i}"
+        )
+        print(f"      {where}  {d['values'][i]:+.4f}")
+
+
+def cmd_analyze(args) -> int:
+    methods = [m.strip() for m in (args.explain or "").split(",") if m.strip()]
+    try:
+        eng = Engine(args.db, use_store=not args.no_store)
+        known = eng.methods() if methods else {}
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            print_err(f"unknown method {', '.join(unknown)}; known: {', '.join(known)}")
+            return 1
+        keys = eng.model_keys(args.model or None)
+    except (ImportError, WeightsError, store.StoreError, ValueError) as e:
+        print_err(one_line(e))
+        return 1
+    failed, out = 0, []
+    for f in args.files:
+        try:
+            data = Path(f).read_bytes()
+        except OSError as e:
+            print_err(f"{f}: cannot read: {e.strerror or e}")
+            out.append({"file": str(f), "error": f"cannot read: {e.strerror or e}"})
+            failed += 1
+            continue
+        try:
+            audio = load_audio(data)
+            a = eng.analyze_audio(audio, data, Path(f).name, models=keys)
+        except (AudioError, WeightsError, store.StoreError, ValueError) as e:
+            print_err(f"{f}: {one_line(e)}")
+            out.append({"file": str(f), "error": one_line(e)})
+            failed += 1
+            continue
+        report = {"file": str(f), **a.to_json(), "explanations": []}
+        if not args.json:
+            print_analysis(str(f), a)
+        for key in keys:
+            for method in methods:
+                try:
+                    r = eng.explain_audio(
+                        audio, key, method, verdict=a.verdicts[key], window=args.window,
+                        target=args.target, segments=args.segments, n_evals=args.n_evals,
+                        seed=args.seed,
+                    )  # fmt: skip
+                except Exception as e:  # one explanation failing must not stop the run
+                    msg = one_line(e)
+                    if not isinstance(e, (ValueError, WeightsError, store.StoreError)):
+                        msg = f"{type(e).__name__}: {msg}"
+                    print_err(f"{f}: {key} {method}: {msg}")
+                    report["explanations"].append({"model": key, "method": method, "error": msg})
+                    failed += 1
+                    continue
+                d = explanation_json(r.explanation, cached=r.cached, seconds=r.seconds)
+                report["explanations"].append(d)
+                if not args.json:
+                    print_explanation(d)
+        out.append(report)
+    if args.json:
+        print(json.dumps(finite(out), indent=2))
+    return 1 if failed else 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("analyze", help="score (and explain) files, through the result store")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--model", action="append", metavar="KEY", choices=list(MODELS),
+        help="repeatable; default: every model with weights installed",
+    )  # fmt: skip
+    p.add_argument("--explain", metavar="METHODS", help="comma-separated, e.g. shap,gradcam,lime")
+    p.add_argument("--segments", type=int, default=DEFAULT_SEGMENTS, help="features per explanation")
+    p.add_argument("--window", type=int, help="window index (default: most suspicious)")
+    p.add_argument("--target", choices=("spoof", "bonafide"), help="default: predicted class")
+    p.add_argument("--n-evals", "--n-samples", dest="n_evals", type=int,
+                   help="model evaluations for SHAP/LIME (default: the method's own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    add_db(p)
+    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
+    p.set_defaults(func=cmd_analyze)

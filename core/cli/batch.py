@@ -1,0 +1,87 @@
+"""`batch` and `corpus`: analyse a labelled protocol into the store, then aggregate it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .. import store
+from ..batch import run_batch
+from ..corpus import summary_json
+from ..data import ProtocolError, parse_protocol
+from ..registry import MODELS, WeightsError
+from ..service import Engine
+from .common import add_db, print_err
+
+
+def cmd_batch(args) -> int:
+    try:
+        entries = parse_protocol(args.protocol)
+    except ProtocolError as e:
+        print_err(str(e))
+        return 2
+    methods = [m for m in (args.explain or "").split(",") if m]
+    name = args.name or Path(args.protocol).stem
+    try:
+        report = run_batch(
+            entries, args.audio_dir, name=name, protocol=str(args.protocol),
+            models=args.model, methods=methods, segments=args.segments,
+            workers=args.workers, engine=args.engine, ray_address=args.ray_address,
+            db=args.db,
+        )  # fmt: skip
+    except (WeightsError, store.StoreError, RuntimeError, ValueError) as e:
+        print_err(str(e))
+        return 1
+    print(f"batch {report.name}: {report.n_files} files, {report.computed} computed, "
+          f"{report.skipped} already stored, {len(report.failed)} failed, "
+          f"{report.seconds:.1f} s ({report.files_per_second:.2f} files/s)")
+    for file_id, err in sorted(report.failed.items()):
+        print(f"  failed {file_id}: {err}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_corpus(args) -> int:
+    try:
+        summary = Engine(args.db).corpus_summary(args.name)
+    except (store.StoreError, KeyError) as e:
+        print_err(str(e).strip("'\""))
+        return 1
+    if args.csv_dir:
+        out = Path(args.csv_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eer.csv").write_text(summary.eer_csv())
+        (out / "profiles.csv").write_text(summary.profiles_csv())
+        (out / "summary.json").write_text(summary_json(summary))
+    if args.json:
+        print(summary_json(summary))
+        return 0
+    print(f"{'model':<18} {'system':<6} {'EER %':>7} {'bona':>5} {'spoof':>5}")
+    for r in summary.eer:
+        print(f"{r['model']:<18} {r['system']:<6} {r['eer_percent']:7.2f} "
+              f"{r['n_bonafide']:5d} {r['n_spoof']:5d}")
+    return 0
+
+
+def add_cli(sub) -> None:
+    from ..explain import METHODS
+
+    p = sub.add_parser("batch", help="analyse every file of a protocol into the store")
+    p.add_argument("--protocol", required=True, help="ASVspoof-format protocol file")
+    p.add_argument("--audio-dir", required=True, help="folder with FILE_ID.flac")
+    p.add_argument("--model", action="append", metavar="KEY", choices=list(MODELS))
+    p.add_argument("--explain", metavar="METHODS", help=f"comma-separated: {','.join(METHODS)}")
+    p.add_argument("--segments", type=int, default=16)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--engine", choices=["local", "ray"], default="local")
+    p.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (default: local)")
+    p.add_argument("--name", help="batch name (default: the protocol file's stem)")
+    add_db(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("corpus", help="per-attack EER and attribution profiles of a batch")
+    p.add_argument("name", help="batch name")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--csv-dir", metavar="DIR", help="also write eer.csv and profiles.csv here")
+    add_db(p)
+    p.set_defaults(func=cmd_corpus)

@@ -1,0 +1,166 @@
+"""The identity of every stored result: verdict and explanation keys, and the "current" rule.
+
+A verdict is decided by the audio, the model, its weights and the scoring parameters
+(window length, hop, front end, threshold); an explanation by the audio, the model, its
+weights, the method and its version, and the explanation parameters, with the window
+always *resolved* to an index (the most suspicious window when the caller asked for the
+default). Every writer (the dashboard, the CLI, batch workers) and every reader builds
+keys here and nowhere else, so a result written by one is found by all the others.
+
+    vk = verdict_key(sha, spec)                      # vk.key: the store's primary key
+    ek = explanation_key(sha, spec, "shap", window=3, target=None)
+    is_current(row, spec)                            # stored verdict still valid?
+
+The hashes are those the store has used since schema 1, so older stores keep working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+THRESHOLD = 0.5  # on P(spoof); not calibrated for any operating point (see core.detect)
+
+
+def json_default(o: Any) -> Any:
+    """json.dumps ``default``: numpy scalars and arrays, sets (sorted), paths."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces; NaN/inf refused (not valid JSON). What keys hash."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), default=json_default, allow_nan=False
+    )
+
+
+def cache_key(kind: str, **parts: Any) -> str:
+    """sha256 of the canonical JSON of every part that determines a result."""
+    return hashlib.sha256(canonical_json({"kind": kind, **parts}).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerdictKey:
+    audio_sha256: str
+    model: str
+    weights_sha256: str
+    params: Mapping[str, Any] = field(hash=False)
+
+    @property
+    def key(self) -> str:
+        return cache_key(
+            "prediction",
+            audio=self.audio_sha256,
+            model=self.model,
+            weights=self.weights_sha256,
+            params=dict(self.params),
+        )
+
+
+@dataclass(frozen=True)
+class ExplanationKey:
+    audio_sha256: str
+    model: str
+    weights_sha256: str
+    method: str
+    method_version: str
+    params: Mapping[str, Any] = field(hash=False)
+
+    @property
+    def key(self) -> str:
+        return cache_key(
+            "explanation",
+            audio=self.audio_sha256,
+            model=self.model,
+            weights=self.weights_sha256,
+            method=self.method,
+            version=str(self.method_version),
+            params=dict(self.params),
+        )
+
+
+def verdict_params(spec) -> dict:
+    """What besides model and weights decides a verdict."""
+    return {
+        "n_samples": int(spec.input_length),  # stored name kept: old keys stay valid
+        "hop": int(spec.window_hop),
+        "frontend": str(spec.front_end),  # the front end's name: "waveform" | "cqt"
+        "threshold": float(THRESHOLD),
+    }
+
+
+def verdict_key(audio_sha256: str, spec) -> VerdictKey:
+    return VerdictKey(audio_sha256, spec.key, spec.sha256, verdict_params(spec))
+
+
+def is_current(row: Mapping[str, Any], spec) -> bool:
+    """A stored verdict row is current when its weights and parameters are the spec's."""
+    return (
+        spec is not None
+        and row.get("weights_sha256") == spec.sha256
+        and row.get("params") == verdict_params(spec)
+    )
+
+
+def explain_backend(backend: Any = None) -> Any:
+    """The explanation registry (``explain``, ``explain_params``, ``EXPLAINERS``)."""
+    if backend is not None:
+        return backend
+    import core.explain
+
+    return core.explain
+
+
+def explanation_key(
+    audio_sha256: str,
+    spec,
+    method: str,
+    *,
+    window: int,
+    target: str | None = None,
+    segments: int | None = None,
+    n_evals: int | None = None,
+    seed: int = 0,
+    backend: Any = None,
+) -> ExplanationKey:
+    """
+    The key of one explanation. ``window`` must be resolved (an index, never None):
+    the dashboard, the CLI and batch all resolve the default to the verdict's most
+    suspicious window first, so all three share one stored copy. ``n_evals`` is the
+    number of model evaluations of a sampling method (stored as ``n_samples``).
+    """
+    if window is None:
+        raise ValueError("explanation_key needs a resolved window index, not None")
+    b = explain_backend(backend)
+    if method not in b.EXPLAINERS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(b.EXPLAINERS)}")
+    kw: dict[str, Any] = dict(window=int(window), target=target, n_samples=n_evals, seed=seed)
+    if segments is not None:
+        kw["segments"] = segments
+    params = dict(b.explain_params(method, **kw))
+    params.update(window=int(window), target=target)
+    version = str(getattr(b.EXPLAINERS[method], "version", ""))
+    return ExplanationKey(audio_sha256, spec.key, spec.sha256, method, version, params)
+
+
+def is_current_explanation(row: Mapping[str, Any], spec, backend: Any = None) -> bool:
+    """A stored explanation is current when its weights and method version are today's."""
+    if spec is None or row.get("weights_sha256") != spec.sha256:
+        return False
+    explainer = explain_backend(backend).EXPLAINERS.get(row.get("method"))
+    return explainer is not None and str(row.get("method_version")) == str(
+        getattr(explainer, "version", "")
+    )

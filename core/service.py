@@ -1,0 +1,483 @@
+"""The engine: one object every caller uses (pages, CLI, batch, benchmarks).
+
+    eng = Engine()                                     # $DEEPFAKE_DB or cache/analyses.db
+    a = eng.analyze(data, "call.wav")                  # every model with verified weights
+    a.verdicts["tssd1d"].label, a.cached["tssd1d"]
+    a = eng.analysis(a.sha256)                         # stored only, never computes
+    r = eng.explain(a.sha256, "tssd1d", "shap")        # ExplainResult(explanation, cached, seconds)
+    eng.find_explanation(a.sha256, "tssd1d", "shap")   # stored only, or None
+
+Keys and the "current result" rule live in core.keys; storage in core.store; this module
+decides what to compute. Detectors are loaded once per process and shared; a model's lock
+is held only while it computes (Grad-CAM hooks the network's modules), never while a
+stored result is looked up, so a repeat view never waits behind someone else's long file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from . import keys, store
+from .audio import Audio, load_audio
+from .detect import Detector, Verdict
+from .explain.base import Explanation
+from .registry import MODELS, WeightsError, available_models
+from .results import (
+    Analysis,
+    ExplainResult,
+    explanation_from_record,
+    verdict_from_row,
+)
+
+Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
+
+# tests (and tools) may set this to an object with explain, explain_params and
+# EXPLAINERS, used instead of core.explain when an Engine is given no backend
+EXPLAIN_BACKEND: Any = None
+
+DEFAULT_SEGMENTS = 16
+
+_DETECTORS: dict[str, Detector] = {}
+_DETECTORS_LOCK = threading.Lock()
+_MODEL_LOCKS: dict[str, threading.Lock] = {}
+
+
+def get_detector(key: str) -> Detector:
+    """The process-wide Detector for a model key, loaded (checksum-verified) once."""
+    det = _DETECTORS.get(key)
+    if det is None:
+        with _DETECTORS_LOCK:
+            det = _DETECTORS.get(key)
+            if det is None:
+                if key not in MODELS:
+                    raise ValueError(f"unknown model {key!r}; known: {', '.join(MODELS)}")
+                det = _DETECTORS[key] = Detector.load(key)
+    return det
+
+
+def model_lock(key: str) -> threading.Lock:
+    """One lock per shared network: hooks (Grad-CAM, window set-up) must not interleave."""
+    with _DETECTORS_LOCK:
+        return _MODEL_LOCKS.setdefault(key, threading.Lock())
+
+
+def _quiet(fraction: float, message: str) -> None:
+    pass
+
+
+class Engine:
+    """
+    db : store path; None = $DEEPFAKE_DB, else cache/analyses.db
+    use_store : False = compute everything, read and write nothing (CLI --no-store)
+    detectors : key -> Detector-like (``.spec``, ``.score(audio)``) used instead of the
+        process-wide ones (tests pass counting fakes)
+    backend : explanation registry (``explain``, ``explain_params``, ``EXPLAINERS``);
+        default core.explain (or the module-level EXPLAIN_BACKEND when set)
+    """
+
+    def __init__(
+        self,
+        db: str | Path | None = None,
+        *,
+        use_store: bool = True,
+        detectors: Mapping[str, Any] | None = None,
+        backend: Any = None,
+    ):
+        self.db_path: Path | None = store.resolve_db_path(db) if use_store else None
+        self._detectors = dict(detectors) if detectors else None
+        self._backend = backend
+
+    # ------------------------------------------------------------------ models
+
+    @property
+    def backend(self) -> Any:
+        return keys.explain_backend(self._backend or EXPLAIN_BACKEND)
+
+    def methods(self) -> dict:
+        """{method key: Explainer}, in registry order."""
+        return dict(self.backend.EXPLAINERS)
+
+    def available_models(self) -> list[str]:
+        if self._detectors:
+            return list(self._detectors)
+        return available_models()
+
+    def spec(self, key: str):
+        if self._detectors and key in self._detectors:
+            return self._detectors[key].spec
+        if key not in MODELS:
+            raise ValueError(f"unknown model {key!r}; known: {', '.join(MODELS)}")
+        return MODELS[key]
+
+    def detector(self, key: str):
+        if self._detectors and key in self._detectors:
+            return self._detectors[key]
+        return get_detector(key)
+
+    def model_keys(self, models: list[str] | None = None) -> list[str]:
+        """The requested keys (validated, de-duplicated), or every available model."""
+        chosen = list(dict.fromkeys(models)) if models else self.available_models()
+        if not chosen:
+            raise WeightsError("no model has weights installed; see `python -m core models`")
+        for k in chosen:
+            self.spec(k)  # unknown keys fail before any work
+        return chosen
+
+    @contextlib.contextmanager
+    def using(self, key: str, progress: Progress | None = None) -> Iterator[None]:
+        """Hold the model's lock while it computes; say so when another request has it."""
+        lock = model_lock(key)
+        if not lock.acquire(blocking=False):
+            if progress:
+                progress(0.0, f"waiting: {key} is busy with another request")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # ---------------------------------------------------------------- verdicts
+
+    def verdict(self, audio: Audio, key: str, *, progress: Progress | None = None) -> tuple[Verdict, bool]:
+        """(verdict, cached) for one model: the store's when there, else scored once."""
+        spec = self.spec(key)
+
+        def compute() -> dict:
+            with self.using(key, progress):
+                return self.detector(key).score(audio).to_json()
+
+        if self.db_path is None:
+            return verdict_from_row(compute()), False
+        row, cached = store.get_or_compute_prediction(
+            keys.verdict_key(audio.sha256, spec),
+            compute,
+            db=self.db_path,
+            on_wait=(lambda msg: progress(0.0, f"{key}: {msg}")) if progress else None,
+        )
+        return verdict_from_row(row), cached
+
+    def analyze(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        models: list[str] | None = None,
+        progress: Progress | None = None,
+    ) -> Analysis:
+        """
+        Decode ``data``, record it in the store and get-or-compute each model's verdict.
+        Raises AudioError (bad file, one-line message), WeightsError (no or bad
+        weights), StoreError (store unusable), ValueError (unknown model).
+        """
+        return self.analyze_audio(load_audio(data), data, filename, models=models, progress=progress)
+
+    def analyze_audio(
+        self,
+        audio: Audio,
+        data: bytes,
+        filename: str,
+        *,
+        models: list[str] | None = None,
+        progress: Progress | None = None,
+    ) -> Analysis:
+        """As analyze, for audio already decoded from ``data``."""
+        report = progress or _quiet
+        report(0.0, "decoding")
+        chosen = self.model_keys(models)
+        row = (
+            store.record_audio(audio_info(audio), data, filename, db=self.db_path)
+            if self.db_path
+            else None
+        )
+        verdicts, cached, seconds = {}, {}, {}
+        for i, key in enumerate(chosen):
+            at = 0.05 + 0.95 * i / len(chosen)
+            report(at, f"scoring with {key}")
+            t0 = time.perf_counter()
+            verdicts[key], cached[key] = self.verdict(
+                audio, key, progress=lambda f, msg, at=at: report(at, msg)
+            )
+            seconds[key] = time.perf_counter() - t0
+        report(1.0, "done")
+        name = store.clean_filename(filename)
+        return Analysis(
+            sha256=audio.sha256,
+            filename=name,
+            filenames=tuple(row["filenames"]) if row else (name,),
+            duration=audio.duration,
+            orig_sample_rate=audio.orig_sample_rate,
+            orig_channels=audio.orig_channels,
+            orig_format=audio.orig_format,
+            n_bytes=audio.n_bytes,
+            near_silent=audio.near_silent,
+            verdicts=verdicts,
+            cached=cached,
+            seconds=seconds,
+            first_seen=row["first_seen"] if row else "",
+            last_seen=row["last_seen"] if row else "",
+        )
+
+    def analysis(self, sha256: str) -> Analysis | None:
+        """
+        A stored analysis, without loading any model or decoding audio; None for an
+        unknown or malformed hash. Per model: the current verdict (core.keys.is_current)
+        when stored, else the newest one.
+        """
+        t0 = time.perf_counter()
+        sha256 = (sha256 or "").strip().lower()
+        if self.db_path is None or not store.SHA256_RE.match(sha256):
+            return None
+        a = store.get_analysis(sha256, db=self.db_path)
+        if a is None:
+            return None
+        au = a["audio"]
+        chosen: dict[str, tuple[dict, bool]] = {}
+        for p in a["predictions"]:  # newest first per model
+            current = keys.is_current(p, MODELS.get(p["model"]))
+            best = chosen.get(p["model"])
+            if best is None or (current and not best[1]):
+                chosen[p["model"]] = (p, current)
+        verdicts = {k: verdict_from_row(p) for k, (p, _) in sorted(chosen.items())}
+        elapsed = time.perf_counter() - t0
+        return Analysis(
+            sha256=au["sha256"],
+            filename=au["filename"],
+            filenames=tuple(au["filenames"]),
+            duration=au["duration"],
+            orig_sample_rate=au["orig_sample_rate"],
+            orig_channels=au["orig_channels"],
+            orig_format=au["orig_format"] or "",
+            n_bytes=au["n_bytes"],
+            near_silent=bool(au["near_silent"]),
+            verdicts=verdicts,
+            cached={k: True for k in verdicts},
+            seconds={k: elapsed for k in verdicts},
+            first_seen=au["first_seen"],
+            last_seen=au["last_seen"],
+            explanations=tuple(a["explanations"]),
+        )
+
+    def stored_verdict(self, sha256: str, key: str) -> Verdict | None:
+        """The current stored verdict of one model, or None."""
+        if self.db_path is None:
+            return None
+        row = store.get_prediction(keys.verdict_key(sha256, self.spec(key)), db=self.db_path)
+        return verdict_from_row(row) if row else None
+
+    # ------------------------------------------------------------ explanations
+
+    def explanation_key(
+        self,
+        sha256: str,
+        model: str,
+        method: str,
+        *,
+        window: int,
+        target: str | None = None,
+        segments: int = DEFAULT_SEGMENTS,
+        n_evals: int | None = None,
+        seed: int = 0,
+    ) -> keys.ExplanationKey:
+        return keys.explanation_key(
+            sha256, self.spec(model), method, window=window, target=target,
+            segments=segments, n_evals=n_evals, seed=seed, backend=self.backend,
+        )  # fmt: skip
+
+    def explain_audio(
+        self,
+        audio: Audio,
+        model: str,
+        method: str,
+        *,
+        verdict: Verdict | None = None,
+        window: int | None = None,
+        target: str | None = None,
+        segments: int = DEFAULT_SEGMENTS,
+        n_evals: int | None = None,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> ExplainResult:
+        """
+        Get-or-compute one explanation of decoded audio. ``window`` None = the most
+        suspicious window of the model's verdict (``verdict`` when given, else the
+        stored or newly computed one), so every caller shares one stored copy.
+        """
+        t0 = time.perf_counter()
+        b = self.backend
+        if method not in b.EXPLAINERS:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(b.EXPLAINERS)}")
+        if window is None:
+            if verdict is None:
+                verdict, _ = self.verdict(audio, model, progress=progress)
+            window = verdict.max_window
+        ek = self.explanation_key(
+            audio.sha256, model, method, window=window, target=target,
+            segments=segments, n_evals=n_evals, seed=seed,
+        )  # fmt: skip
+
+        def compute() -> tuple[dict, dict]:
+            with self.using(model, progress):
+                e = b.explain(
+                    self.detector(model), audio.samples, method=method, window=window,
+                    target=target, segments=segments, n_samples=n_evals, seed=seed,
+                    progress=progress,
+                )  # fmt: skip
+            return e.to_record()
+
+        if self.db_path is None:
+            meta, arrays = compute()
+            cached = False
+        else:
+            meta, arrays, cached = store.get_or_compute_explanation(
+                ek,
+                compute,
+                db=self.db_path,
+                on_wait=(lambda msg: progress(0.0, msg)) if progress else None,
+            )
+        return ExplainResult(
+            explanation_from_record(meta, arrays), cached, time.perf_counter() - t0
+        )
+
+    def explain(
+        self,
+        sha256: str,
+        model: str,
+        method: str,
+        *,
+        window: int | None = None,
+        target: str | None = None,
+        segments: int = DEFAULT_SEGMENTS,
+        n_evals: int | None = None,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> ExplainResult:
+        """
+        Get-or-compute one explanation of a stored audio. A hit reads the store only;
+        a miss decodes the stored bytes and computes it once across sessions and
+        processes. Raises NotStoredError for an unknown hash, ValueError for an
+        unknown model or method.
+        """
+        t0 = time.perf_counter()
+        self._require_stored(sha256)
+        verdict = self.stored_verdict(sha256, model) if window is None else None
+        if window is not None or verdict is not None:
+            hit = self.find_explanation(
+                sha256, model, method,
+                window=window if window is not None else verdict.max_window,
+                target=target, segments=segments, n_evals=n_evals, seed=seed,
+            )  # fmt: skip
+            if hit is not None:
+                return ExplainResult(hit, True, time.perf_counter() - t0)
+        audio = load_audio(store.audio_bytes(sha256, db=self.db_path))
+        r = self.explain_audio(
+            audio, model, method, verdict=verdict, window=window, target=target,
+            segments=segments, n_evals=n_evals, seed=seed, progress=progress,
+        )  # fmt: skip
+        return ExplainResult(r.explanation, r.cached, time.perf_counter() - t0)
+
+    def find_explanation(
+        self,
+        sha256: str,
+        model: str,
+        method: str,
+        *,
+        window: int | None = None,
+        target: str | None = None,
+        segments: int = DEFAULT_SEGMENTS,
+        n_evals: int | None = None,
+        seed: int = 0,
+    ) -> Explanation | None:
+        """The stored explanation for exactly this view, or None; never computes.
+        ``window`` None = the stored verdict's most suspicious window."""
+        if self.db_path is None:
+            return None
+        if window is None:
+            verdict = self.stored_verdict(sha256, model)
+            if verdict is None:
+                return None
+            window = verdict.max_window
+        ek = self.explanation_key(
+            sha256, model, method, window=window, target=target,
+            segments=segments, n_evals=n_evals, seed=seed,
+        )  # fmt: skip
+        record = store.get_explanation(ek, db=self.db_path)
+        return None if record is None else explanation_from_record(*record)
+
+    def explanations(
+        self, sha256: str, *, model: str | None = None, method: str | None = None
+    ) -> list[Explanation]:
+        """Every stored explanation of an audio (optionally one model / method)."""
+        if self.db_path is None:
+            return []
+        a = store.get_analysis(sha256, db=self.db_path, arrays=True)
+        if a is None:
+            return []
+        return [
+            explanation_from_record(e["meta"], e["arrays"])
+            for e in a["explanations"]
+            if (model is None or e["model"] == model) and (method is None or e["method"] == method)
+        ]
+
+    # ------------------------------------------------------------------ store
+
+    def _require_stored(self, sha256: str) -> None:
+        if self.db_path is None or store.get_audio(sha256, db=self.db_path) is None:
+            raise store.NotStoredError(
+                f"no stored analysis {str(sha256)[:12]}...; analyse the file first"
+            )
+
+    def history(self, **filters) -> store.HistoryPage:
+        return store.list_history(db=self.db_path, **filters)
+
+    def delete(self, sha256: str) -> bool:
+        return store.delete_analysis(sha256, db=self.db_path)
+
+    def audio_bytes(self, sha256: str) -> bytes | None:
+        try:
+            return store.audio_bytes(sha256, db=self.db_path)
+        except store.NotStoredError:
+            return None
+
+    def audio(self, sha256: str) -> Audio | None:
+        data = self.audio_bytes(sha256)
+        return None if data is None else load_audio(data)
+
+    def find_sha256(self, prefix: str) -> str:
+        return store.find_sha256(prefix, db=self.db_path)
+
+    def batches(self) -> list[dict]:
+        return store.list_batches(db=self.db_path)
+
+    def batch(self, name: str) -> dict | None:
+        return store.get_batch(name, db=self.db_path)
+
+    def batch_files(self, name: str) -> list[dict]:
+        return store.batch_files(name, db=self.db_path)
+
+    def corpus_summary(self, name: str):
+        from .corpus import summarise_batch
+
+        return summarise_batch(self, name)
+
+    def model_cards(self) -> list[dict]:
+        from .cards import model_cards
+
+        return model_cards()
+
+
+def audio_info(audio: Audio) -> dict:
+    """The audio row the store keeps for a decoded file."""
+    return {
+        "sha256": audio.sha256,
+        "n_bytes": audio.n_bytes,
+        "duration": audio.duration,
+        "orig_sample_rate": audio.orig_sample_rate,
+        "orig_channels": audio.orig_channels,
+        "orig_format": audio.orig_format,
+        "rms_dbfs": audio.rms_dbfs,
+        "near_silent": audio.near_silent,
+    }
