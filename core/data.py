@@ -15,7 +15,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -197,49 +197,38 @@ def crop_or_tile(x: np.ndarray, n: int, rng: np.random.Generator | None) -> np.n
 class TrainData:
     """Whole-file inputs plus targets in the architecture's own label order."""
 
-    items: list[np.ndarray]  # per file: (n_samples,) waveform or (432, frames) CQT dB
+    items: list[np.ndarray]  # per file: (n_samples,) waveform or the front end's features
     targets: np.ndarray  # (n_files,) int64 class index
     length: int  # crop length on the items' last axis (samples or frames)
     is_spoof: np.ndarray  # (n_files,) bool
     front_end: "FrontEnd"  # how crops become a batch
+    raw: bool = False  # items are waveforms even for a feature front end (augmentation)
 
     def batch(
-        self, idx: np.ndarray, rng: np.random.Generator | None, *, augment: bool = False
+        self,
+        idx: np.ndarray,
+        rng: np.random.Generator | None,
+        *,
+        augment: Callable[..., np.ndarray] | None = None,
+        epoch: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         idx : indices into items; rng None = deterministic first-window crops.
-        returns x : (B, length) waveform or (B, 1, 432, length) CQT, y : (B,) int64
+        augment : e.g. core.augment.Augmenter, called on each waveform crop as
+            ``augment(crop, key=(epoch, file_index))``; needs waveform items
+        returns x : (B, *front_end.input_shape), y : (B,) int64
         """
         crops = [crop_or_tile(self.items[i], self.length, rng) for i in idx]
-        if augment and rng is not None and self.front_end.raw_waveform:
-            crops = [augment_waveform(c, rng) for c in crops]
-        return self.front_end.collate(crops), torch.from_numpy(self.targets[idx])
-
-
-def augment_waveform(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """
-    Light RawBoost-style augmentation (after Tak et al., ICASSP 2022, written from the
-    paper's description): with probability 1/2 each, a random short FIR filter (linear
-    convolutive channel noise) and additive coloured noise at 15-40 dB SNR.
-
-    x : np.ndarray, shape = (n,) -> shape = (n,), float32
-    """
-    y = x.astype(np.float64)
-    if rng.random() < 0.5:
-        taps = rng.normal(0.0, 0.3, size=int(rng.integers(3, 12)))
-        taps[0] = 1.0  # keep it close to identity: a mild channel colouration
-        y = np.convolve(y, taps / np.sqrt(np.sum(taps**2)), mode="same")
-    if rng.random() < 0.5:
-        noise = rng.normal(size=y.size)
-        # 1/f^a noise, a in [0, 2]: white to brown, shaped in the frequency domain
-        spec = np.fft.rfft(noise)
-        f = np.arange(1, spec.size + 1, dtype=np.float64)
-        noise = np.fft.irfft(spec / f ** (rng.uniform(0.0, 2.0) / 2), n=y.size)
-        snr_db = rng.uniform(15.0, 40.0)
-        p_sig = np.mean(y**2) + 1e-12
-        noise *= np.sqrt(p_sig / (np.mean(noise**2) + 1e-12) / 10 ** (snr_db / 10))
-        y = y + noise
-    return y.astype(np.float32)
+        waveforms = self.raw or self.front_end.raw_waveform
+        if augment is not None and rng is not None:
+            if not waveforms:
+                raise ValueError("augmentation needs waveform items (load them raw)")
+            crops = [augment(c, key=(epoch, int(i))) for c, i in zip(crops, idx)]
+        if self.raw and not self.front_end.raw_waveform:
+            x = self.front_end.transform(np.stack(crops))
+        else:
+            x = self.front_end.collate(crops)
+        return x, torch.from_numpy(self.targets[idx])
 
 
 def class_weights(data: TrainData) -> torch.Tensor:

@@ -12,9 +12,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
+from .combined import Combined
 from .detect import Verdict, WindowScore
 from .explain.base import Explanation
 from .jsonsafe import finite
+from .quality import InputQuality, QualityWarning
 
 
 def verdict_from_row(d: Mapping[str, Any]) -> Verdict:
@@ -57,6 +59,12 @@ class Analysis:
     first_seen: str = ""  # ISO 8601 UTC; "" when not stored
     last_seen: str = ""
     explanations: tuple[dict, ...] = field(default=())  # stored explanation summaries
+    quality: InputQuality | None = None  # input measurements and warnings
+    combined: Combined | None = None  # the calibrated combined verdict
+
+    @property
+    def warnings(self) -> tuple[QualityWarning, ...]:
+        return self.quality.warnings if self.quality is not None else ()
 
     def to_json(self) -> dict:
         return finite(
@@ -87,6 +95,9 @@ class Analysis:
                     }
                     for k, v in self.verdicts.items()
                 ],
+                "combined": self.combined.to_json() if self.combined else None,
+                "warnings": [w.to_json() for w in self.warnings],
+                "quality": self.quality.to_json() if self.quality else None,
             }
         )
 

@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from . import keys, store
-from .audio import Audio, load_audio
+from .assessment import assess_analysis, load_calibration
+from .audio import Audio, AudioError, load_audio
+from .combined import BANDS, combine
 from .detect import Detector, Verdict
-from .explain.base import Explanation
+from .quality import InputQuality, assess
 from .registry import MODELS, WeightsError, available_models
-from .results import (
-    Analysis,
-    ExplainResult,
-    explanation_from_record,
-    verdict_from_row,
-)
+from .explaining import DEFAULT_SEGMENTS, Explaining  # noqa: F401 (callers import it here)
+from .results import Analysis, verdict_from_row
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
 
@@ -39,7 +37,6 @@ Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
 # EXPLAINERS, used instead of core.explain when an Engine is given no backend
 EXPLAIN_BACKEND: Any = None
 
-DEFAULT_SEGMENTS = 16
 
 _DETECTORS: dict[str, Detector] = {}
 _DETECTORS_LOCK = threading.Lock()
@@ -69,7 +66,7 @@ def _quiet(fraction: float, message: str) -> None:
     pass
 
 
-class Engine:
+class Engine(Explaining):
     """
     db : store path; None = $DEEPFAKE_DB, else cache/analyses.db
     use_store : False = compute everything, read and write nothing (CLI --no-store)
@@ -77,6 +74,7 @@ class Engine:
         process-wide ones (tests pass counting fakes)
     backend : explanation registry (``explain``, ``explain_params``, ``EXPLAINERS``);
         default core.explain (or the module-level EXPLAIN_BACKEND when set)
+    calibration : calibration file (default: calibration.json next to the weights)
     """
 
     def __init__(
@@ -86,8 +84,10 @@ class Engine:
         use_store: bool = True,
         detectors: Mapping[str, Any] | None = None,
         backend: Any = None,
+        calibration: str | Path | None = None,
     ):
         self.db_path: Path | None = store.resolve_db_path(db) if use_store else None
+        self._calibration_path = Path(calibration) if calibration is not None else None
         self._detectors = dict(detectors) if detectors else None
         self._backend = backend
 
@@ -139,6 +139,36 @@ class Engine:
             yield
         finally:
             lock.release()
+
+    # ------------------------------------------------------------ assessment
+
+    def calibration_pair(self):
+        """(CalibrationFile | None, reason it is absent or refused | None)"""
+        return load_calibration(self._calibration_path)
+
+    def _signal_quality(self, sha256: str, row: Mapping | None, audio: Audio | None = None):
+        """The stored signal measurements, else measured now (and stored)."""
+        if row is not None and row.get("quality"):
+            return InputQuality.from_json(row["quality"])
+        if audio is None:
+            try:
+                audio = load_audio(store.audio_bytes(sha256, db=self.db_path))
+            except (store.StoreError, AudioError):
+                return None  # bytes gone or damaged: the analysis shows no warnings
+        signal = assess(
+            audio.samples, orig_sample_rate=audio.orig_sample_rate,
+            orig_format=audio.orig_format,
+        )  # fmt: skip
+        if self.db_path is not None and row is not None:
+            store.set_audio_quality(sha256, signal.to_json(), db=self.db_path)
+        return signal
+
+    def _assess(self, signal, verdicts: Mapping[str, Verdict]):
+        lengths = {}
+        for k in verdicts:
+            with contextlib.suppress(ValueError):
+                lengths[k] = self.spec(k).input_length
+        return assess_analysis(signal, verdicts, lengths, self.calibration_pair())
 
     # ---------------------------------------------------------------- verdicts
 
@@ -202,6 +232,8 @@ class Engine:
                 audio, key, progress=lambda f, msg, at=at: report(at, msg)
             )
             seconds[key] = time.perf_counter() - t0
+        signal = self._signal_quality(audio.sha256, row, audio)
+        quality, combined = self._assess(signal, verdicts)
         report(1.0, "done")
         name = store.clean_filename(filename)
         return Analysis(
@@ -219,6 +251,8 @@ class Engine:
             seconds=seconds,
             first_seen=row["first_seen"] if row else "",
             last_seen=row["last_seen"] if row else "",
+            quality=quality,
+            combined=combined,
         )
 
     def analysis(self, sha256: str) -> Analysis | None:
@@ -242,6 +276,7 @@ class Engine:
             if best is None or (current and not best[1]):
                 chosen[p["model"]] = (p, current)
         verdicts = {k: verdict_from_row(p) for k, (p, _) in sorted(chosen.items())}
+        quality, combined = self._assess(self._signal_quality(sha256, au), verdicts)
         elapsed = time.perf_counter() - t0
         return Analysis(
             sha256=au["sha256"],
@@ -259,6 +294,8 @@ class Engine:
             first_seen=au["first_seen"],
             last_seen=au["last_seen"],
             explanations=tuple(a["explanations"]),
+            quality=quality,
+            combined=combined,
         )
 
     def stored_verdict(self, sha256: str, key: str) -> Verdict | None:
@@ -268,160 +305,6 @@ class Engine:
         row = store.get_prediction(keys.verdict_key(sha256, self.spec(key)), db=self.db_path)
         return verdict_from_row(row) if row else None
 
-    # ------------------------------------------------------------ explanations
-
-    def explanation_key(
-        self,
-        sha256: str,
-        model: str,
-        method: str,
-        *,
-        window: int,
-        target: str | None = None,
-        segments: int = DEFAULT_SEGMENTS,
-        n_evals: int | None = None,
-        seed: int = 0,
-    ) -> keys.ExplanationKey:
-        return keys.explanation_key(
-            sha256, self.spec(model), method, window=window, target=target,
-            segments=segments, n_evals=n_evals, seed=seed, backend=self.backend,
-        )  # fmt: skip
-
-    def explain_audio(
-        self,
-        audio: Audio,
-        model: str,
-        method: str,
-        *,
-        verdict: Verdict | None = None,
-        window: int | None = None,
-        target: str | None = None,
-        segments: int = DEFAULT_SEGMENTS,
-        n_evals: int | None = None,
-        seed: int = 0,
-        progress: Progress | None = None,
-    ) -> ExplainResult:
-        """
-        Get-or-compute one explanation of decoded audio. ``window`` None = the most
-        suspicious window of the model's verdict (``verdict`` when given, else the
-        stored or newly computed one), so every caller shares one stored copy.
-        """
-        t0 = time.perf_counter()
-        b = self.backend
-        if method not in b.EXPLAINERS:
-            raise ValueError(f"unknown method {method!r}; known: {', '.join(b.EXPLAINERS)}")
-        if window is None:
-            if verdict is None:
-                verdict, _ = self.verdict(audio, model, progress=progress)
-            window = verdict.max_window
-        ek = self.explanation_key(
-            audio.sha256, model, method, window=window, target=target,
-            segments=segments, n_evals=n_evals, seed=seed,
-        )  # fmt: skip
-
-        def compute() -> tuple[dict, dict]:
-            with self.using(model, progress):
-                e = b.explain(
-                    self.detector(model), audio.samples, method=method, window=window,
-                    target=target, segments=segments, n_samples=n_evals, seed=seed,
-                    progress=progress,
-                )  # fmt: skip
-            return e.to_record()
-
-        if self.db_path is None:
-            meta, arrays = compute()
-            cached = False
-        else:
-            meta, arrays, cached = store.get_or_compute_explanation(
-                ek,
-                compute,
-                db=self.db_path,
-                on_wait=(lambda msg: progress(0.0, msg)) if progress else None,
-            )
-        return ExplainResult(
-            explanation_from_record(meta, arrays), cached, time.perf_counter() - t0
-        )
-
-    def explain(
-        self,
-        sha256: str,
-        model: str,
-        method: str,
-        *,
-        window: int | None = None,
-        target: str | None = None,
-        segments: int = DEFAULT_SEGMENTS,
-        n_evals: int | None = None,
-        seed: int = 0,
-        progress: Progress | None = None,
-    ) -> ExplainResult:
-        """
-        Get-or-compute one explanation of a stored audio. A hit reads the store only;
-        a miss decodes the stored bytes and computes it once across sessions and
-        processes. Raises NotStoredError for an unknown hash, ValueError for an
-        unknown model or method.
-        """
-        t0 = time.perf_counter()
-        self._require_stored(sha256)
-        verdict = self.stored_verdict(sha256, model) if window is None else None
-        if window is not None or verdict is not None:
-            hit = self.find_explanation(
-                sha256, model, method,
-                window=window if window is not None else verdict.max_window,
-                target=target, segments=segments, n_evals=n_evals, seed=seed,
-            )  # fmt: skip
-            if hit is not None:
-                return ExplainResult(hit, True, time.perf_counter() - t0)
-        audio = load_audio(store.audio_bytes(sha256, db=self.db_path))
-        r = self.explain_audio(
-            audio, model, method, verdict=verdict, window=window, target=target,
-            segments=segments, n_evals=n_evals, seed=seed, progress=progress,
-        )  # fmt: skip
-        return ExplainResult(r.explanation, r.cached, time.perf_counter() - t0)
-
-    def find_explanation(
-        self,
-        sha256: str,
-        model: str,
-        method: str,
-        *,
-        window: int | None = None,
-        target: str | None = None,
-        segments: int = DEFAULT_SEGMENTS,
-        n_evals: int | None = None,
-        seed: int = 0,
-    ) -> Explanation | None:
-        """The stored explanation for exactly this view, or None; never computes.
-        ``window`` None = the stored verdict's most suspicious window."""
-        if self.db_path is None:
-            return None
-        if window is None:
-            verdict = self.stored_verdict(sha256, model)
-            if verdict is None:
-                return None
-            window = verdict.max_window
-        ek = self.explanation_key(
-            sha256, model, method, window=window, target=target,
-            segments=segments, n_evals=n_evals, seed=seed,
-        )  # fmt: skip
-        record = store.get_explanation(ek, db=self.db_path)
-        return None if record is None else explanation_from_record(*record)
-
-    def explanations(
-        self, sha256: str, *, model: str | None = None, method: str | None = None
-    ) -> list[Explanation]:
-        """Every stored explanation of an audio (optionally one model / method)."""
-        if self.db_path is None:
-            return []
-        a = store.get_analysis(sha256, db=self.db_path, arrays=True)
-        if a is None:
-            return []
-        return [
-            explanation_from_record(e["meta"], e["arrays"])
-            for e in a["explanations"]
-            if (model is None or e["model"] == model) and (method is None or e["method"] == method)
-        ]
-
     # ------------------------------------------------------------------ store
 
     def _require_stored(self, sha256: str) -> None:
@@ -430,8 +313,36 @@ class Engine:
                 f"no stored analysis {str(sha256)[:12]}...; analyse the file first"
             )
 
-    def history(self, **filters) -> store.HistoryPage:
-        return store.list_history(db=self.db_path, **filters)
+    def history(self, *, band: str | None = None, **filters) -> store.HistoryPage:
+        """
+        store.list_history's page, each item with its ``combined`` verdict (JSON, from
+        the stored scores and signal quality). ``band``: only items in that band
+        (core.combined.BANDS); filtered before paging, so totals stay right.
+        """
+        if band is not None and band not in BANDS:
+            raise ValueError(f"band must be one of {', '.join(BANDS)}")
+        if band is None:
+            page = store.list_history(db=self.db_path, **filters)
+            for item in page.items:
+                item["combined"] = self._item_combined(item).to_json()
+            return page
+        limit, offset = max(0, int(filters.pop("limit", 50))), max(0, int(filters.pop("offset", 0)))
+        every = store.list_history(db=self.db_path, limit=1 << 62, offset=0, **filters)
+        kept = []
+        for item in every.items:
+            c = self._item_combined(item)
+            if c.band == band:
+                kept.append({**item, "combined": c.to_json()})
+        return store.HistoryPage(kept[offset : offset + limit], len(kept), limit, offset)
+
+    def _item_combined(self, item: dict):
+        verdicts = {
+            k: Verdict(k, p["weights_sha256"], p["p_spoof"], p["label"], p["max_p_spoof"], 0)
+            for k, p in item.get("predictions", {}).items()
+        }
+        signal = InputQuality.from_json(item["quality"]) if item.get("quality") else None
+        cal, problem = self.calibration_pair()
+        return combine(verdicts, signal, cal, calibration_problem=problem)
 
     def delete(self, sha256: str) -> bool:
         return store.delete_analysis(sha256, db=self.db_path)

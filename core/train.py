@@ -1,4 +1,4 @@
-"""`python -m core train`: train (or fine-tune) a detector on an ASVspoof-style protocol.
+"""Training (`python -m core train`, CLI in core.cli.train): train (or fine-tune) a detector on an ASVspoof-style protocol.
 
 Everything architecture-specific comes from ``ARCHS[arch]`` (core.registry): the network
 (``build(default_config)``), the label order, the front end (what a training item is,
@@ -10,9 +10,11 @@ Recipe:
 * every file is decoded once and kept in memory; each epoch draws one random crop per
   file at the model's input length, tiling short files from a random phase (both papers
   tile instead of zero-padding);
-* the CQT model's spectrogram is computed once per whole file (its front end caches it
-  under cache/cqt/) and cropped to 401 frames in the spectrogram domain: recomputing
-  the CQT at every step would cost more than the network;
+* the CQT model's spectrogram is computed once per whole file (cached under cache/cqt/)
+  and cropped in the spectrogram domain; with --augment every crop is a waveform,
+  augmented (core.augment: channel, impulsive and coloured noise, codecs, telephone
+  band, gain, each with its probability, seeded by seed/epoch/file), then transformed;
+* ``--extra PROTOCOL DIR`` adds training data (e.g. core.vocode copy-synthesis);
 * class imbalance: cross-entropy weighted by inverse class frequency;
 * Adam with cosine decay over all steps (Res-TSSDNet: Hua et al. 2021 use Adam at 1e-3;
   AASIST: Jung et al. 2022 use Adam 1e-4, weight decay 1e-4, cosine annealing);
@@ -26,11 +28,10 @@ Recipe:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import shlex
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import ProtocolEntry, TrainData, class_weights, count_labels, parse_protocol
+from .augment import AugmentConfig, Augmenter
+from .data import (
+    ProtocolEntry,
+    TrainData,
+    class_weights,
+    count_labels,
+    load_waveforms,
+    parse_protocol,
+)
 from .detect import p_spoof_from_logits
 from .metrics import compute_eer
 from .registry import ARCHS, PROJECT_ROOT, default_device, file_sha256
@@ -64,7 +73,8 @@ class TrainConfig:
     dev_audio_dir: str | None = None  # default: audio_dir
     init: str | None = None  # state dict to start from (fine-tuning)
     freeze: tuple[str, ...] = ()  # module-name prefixes kept fixed (eval mode, no grad)
-    augment: bool = False  # light RawBoost-style noise/filtering (waveform models)
+    augment: bool = False  # on-the-fly core.augment.Augmenter on every training crop
+    extra: tuple[tuple[str, str], ...] = ()  # more (protocol, audio dir) training data
     crop: int | None = None  # training crop in samples (default: the model's input length)
     resume: bool = False
     lr_min_ratio: float = 0.01
@@ -73,25 +83,34 @@ class TrainConfig:
 
 def load_train_data(
     arch: str,
-    entries: list[ProtocolEntry],
-    audio_dir: str | Path,
+    groups: list[tuple[list[ProtocolEntry], str | Path]],
     *,
     crop: int | None = None,
+    raw: bool = False,
     progress: bool = False,
 ) -> TrainData:
-    """crop: input length in samples (default: the model's); dev data keeps the default"""
+    """
+    groups : (entries, audio dir) pairs, concatenated in order
+    crop : input length in samples (default: the model's); dev data keeps the default
+    raw : keep waveforms even for a feature front end (on-the-fly augmentation computes
+        the features per crop instead of cropping cached ones)
+    """
     a = ARCHS[arch]
     fe = a.front_end
-    items = fe.load_items(entries, audio_dir, cache_dir=CACHE_DIR, progress=progress)
+    entries = [e for group, _ in groups for e in group]
+    items: list[np.ndarray] = []
+    for group, audio_dir in groups:
+        if raw and not fe.raw_waveform:
+            items += load_waveforms(group, audio_dir, progress=progress)
+        else:
+            items += fe.load_items(group, audio_dir, cache_dir=CACHE_DIR, progress=progress)
     is_spoof = np.array([e.is_spoof for e in entries], dtype=bool)
     targets = np.where(is_spoof, a.spoof_index, 1 - a.spoof_index).astype(np.int64)
+    length = int(crop or fe.input_length) if raw else fe.crop_length(crop)
     return TrainData(
-        items=items,
-        targets=targets,
-        length=fe.crop_length(crop),
-        is_spoof=is_spoof,
-        front_end=fe,
-    )
+        items=items, targets=targets, length=length, is_spoof=is_spoof, front_end=fe,
+        raw=raw,
+    )  # fmt: skip
 
 
 def build_net(arch: str) -> nn.Module:
@@ -125,7 +144,8 @@ def run_epoch(
     weights: torch.Tensor,
     device: torch.device,
     freeze: tuple[str, ...] = (),
-    augment: bool = False,
+    augment: Augmenter | None = None,
+    epoch: int = 0,
     progress: bool = False,
     desc: str = "train",
 ) -> float:
@@ -142,7 +162,7 @@ def run_epoch(
     total, n = 0.0, 0
     weights = weights.to(device)
     for idx in it:
-        x, y = data.batch(idx, rng, augment=augment)
+        x, y = data.batch(idx, rng, augment=augment, epoch=epoch)
         x, y = x.to(device), y.to(device)
         loss = F.cross_entropy(net(x), y, weight=weights)
         opt.zero_grad(set_to_none=True)
@@ -223,15 +243,17 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = checkpoint_path(out)
 
-    train_entries = parse_protocol(cfg.protocol)
+    groups = [(parse_protocol(p), d) for p, d in ((cfg.protocol, cfg.audio_dir), *cfg.extra)]
+    train_entries = [e for group, _ in groups for e in group]
     dev_entries = parse_protocol(cfg.dev_protocol)
     dev_dir = cfg.dev_audio_dir or cfg.audio_dir
     log(f"train: {count_labels(train_entries)}  dev: {count_labels(dev_entries)}")
     t0 = time.perf_counter()
     train_data = load_train_data(
-        cfg.arch, train_entries, cfg.audio_dir, crop=cfg.crop, progress=progress
+        cfg.arch, groups, crop=cfg.crop, raw=cfg.augment, progress=progress
     )
-    dev_data = load_train_data(cfg.arch, dev_entries, dev_dir, progress=progress)
+    dev_data = load_train_data(cfg.arch, [(dev_entries, dev_dir)], progress=progress)
+    augmenter = Augmenter(AugmentConfig(), seed=cfg.seed) if cfg.augment else None
     log(f"data ready in {time.perf_counter() - t0:.0f} s on {device}")
 
     net = build_net(cfg.arch)
@@ -273,7 +295,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
         train_loss = run_epoch(
             net, train_data, opt, sched,
             batch_size=cfg.batch_size, rng=rng, weights=weights, device=device,
-            freeze=cfg.freeze, augment=cfg.augment, progress=progress,
+            freeze=cfg.freeze, augment=augmenter, epoch=epoch, progress=progress,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
         )  # fmt: skip
         dev_eer, dev_loss = evaluate_crops(
@@ -342,7 +364,7 @@ def write_sidecar(
         "loss": "cross-entropy weighted by inverse class frequency",
         "crop": f"one random crop of {cfg.crop or arch.input_length} samples per "
         "file per epoch; short files tiled from a random phase" + arch.front_end.crop_note,
-        "augment": "RawBoost-style FIR + coloured noise" if cfg.augment else "none",
+        "augment": augment_note(AugmentConfig()) if cfg.augment else "none",
         "freeze": list(cfg.freeze),
         "seed": cfg.seed,
         "dev_scoring": "first window of each file (tiled if short)",
@@ -354,6 +376,7 @@ def write_sidecar(
         "n_samples": arch.input_length,  # sidecar name kept: existing sidecars use it
         "data": {
             "train_protocol": str(cfg.protocol),
+            "extra_train": [{"protocol": str(p), "audio_dir": str(d)} for p, d in cfg.extra],
             "dev_protocol": str(cfg.dev_protocol),
             "audio_dir": str(cfg.audio_dir),
             "dev_audio_dir": str(cfg.dev_audio_dir or cfg.audio_dir),
@@ -378,84 +401,7 @@ def write_sidecar(
     return sidecar
 
 
-def command_line(args) -> str:
-    """the train command as parsed (options given on the command line, canonical order)"""
-    parts = ["python", "-m", "core", "train"]
-    for name in ("arch", "protocol", "audio_dir", "dev_protocol", "dev_audio_dir", "out",
-                 "epochs", "seed", "lr", "batch_size", "weight_decay", "crop", "init"):  # fmt: skip
-        value = getattr(args, name)
-        if value is not None:
-            parts += ["--" + name.replace("_", "-"), str(value)]
-    for prefix in args.freeze or ():
-        parts += ["--freeze", prefix]
-    for flag in ("augment", "resume"):
-        if getattr(args, flag):
-            parts.append("--" + flag)
-    if args.threads:
-        parts += ["--threads", str(args.threads)]
-    return shlex.join(parts)
-
-
-def cmd_train(args) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    d = ARCHS[args.arch].recipe
-    cfg = TrainConfig(
-        arch=args.arch,
-        protocol=args.protocol,
-        audio_dir=args.audio_dir,
-        dev_protocol=args.dev_protocol,
-        dev_audio_dir=args.dev_audio_dir,
-        out=args.out,
-        epochs=args.epochs or d.epochs,
-        lr=args.lr or d.lr,
-        batch_size=args.batch_size or d.batch_size,
-        weight_decay=d.weight_decay if args.weight_decay is None else args.weight_decay,
-        seed=args.seed,
-        init=args.init,
-        freeze=tuple(args.freeze or ()),
-        augment=args.augment,
-        crop=args.crop or d.crop,
-        resume=args.resume,
-        lr_min_ratio=d.lr_min_ratio,
-        command=command_line(args),
-    )
-    try:
-        sidecar = train(cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"best dev EER {100 * sidecar['dev_eer']:.2f} % at epoch {sidecar['best_epoch']}; "
-        f"wrote {cfg.out} (sha256 {sidecar['sha256']}) and {sidecar_path(Path(cfg.out))}"
-    )
-    return 0
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("train", help="train or fine-tune a detector on a protocol")
-    p.add_argument("--arch", required=True, choices=list(ARCHS))
-    p.add_argument("--protocol", required=True, help="training protocol (ASVspoof 2019 LA)")
-    p.add_argument("--audio-dir", required=True, help="directory of FILE_ID.flac")
-    p.add_argument("--dev-protocol", required=True, help="dev protocol for model selection")
-    p.add_argument("--dev-audio-dir", help="dev audio directory (default: --audio-dir)")
-    p.add_argument("--out", required=True, help="weights/NAME.pt (state dict) + NAME.json")
-    p.add_argument("--epochs", type=int, help="default per arch: ARCHS[arch].recipe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--init", metavar="PATH", help="start from this state dict (fine-tune)")
-    p.add_argument(
-        "--freeze", action="append", metavar="PREFIX",
-        help="keep the modules under this name prefix fixed (repeatable), e.g. encoder.0",
-    )  # fmt: skip
-    p.add_argument("--augment", action="store_true", help="RawBoost-style noise/filtering")
-    p.add_argument(
-        "--crop", type=int, metavar="SAMPLES",
-        help="training crop length (default: the model's input); dev and evaluate keep it",
-    )  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue from runs/NAME.last.pt")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train)
+def augment_note(config: AugmentConfig) -> str:
+    """the augmentation recipe in words, for the sidecar"""
+    on = [f"{f.name} p={getattr(config, f.name):g}" for f in dataclasses.fields(config)]
+    return "core.augment.Augmenter per crop, seeded by (seed, epoch, file): " + ", ".join(on)

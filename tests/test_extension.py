@@ -177,7 +177,7 @@ def write_corpus(root, n_per_class: int, prefix: str) -> str:
 def test_train_one_epoch_of_the_toy_arch(toy_spec, tmp_path):
     from core.evaluate import spec_from_sidecar
     from core.registry import load_model
-    from core.train import add_cli
+    from core.cli.train import add_cli
 
     audio = tmp_path / "audio"
     audio.mkdir()

@@ -264,8 +264,11 @@ def test_old_schema_is_migrated_in_place(tmp_path):
             "orig_channels, first_seen, last_seen) VALUES (?, 1, 1.0, 16000, 1, 'a', 'b')",
             [SHA],
         )
-    assert store.schema_version(db=path) == store.SCHEMA_VERSION == 2
-    assert store.get_audio(SHA, db=path)["duration"] == 1.0
+    assert store.schema_version(db=path) == store.SCHEMA_VERSION == 3
+    row = store.get_audio(SHA, db=path)
+    assert row["duration"] == 1.0 and row["quality"] is None  # m003 added the column
+    store.set_audio_quality(SHA, {"snr_db": 31.5, "warnings": []}, db=path)
+    assert store.get_audio(SHA, db=path)["quality"] == {"snr_db": 31.5, "warnings": []}
     store.record_batch("b", protocol="p.txt", audio_dir="d", models=["m"], methods=[], db=path)
     assert store.get_batch("b", db=path)["models"] == ["m"]
 

@@ -81,7 +81,7 @@ def test_one_epoch_lowers_training_loss(minispoof_dir, tmp_path):
 
     torch.manual_seed(0)
     entries = parse_protocol(_subset(minispoof_dir, tmp_path, 6))
-    data = load_train_data("tssd1d", entries, minispoof_dir / "flac")
+    data = load_train_data("tssd1d", [(entries, minispoof_dir / "flac")])
     net = build_net("tssd1d")
     weights = class_weights(data)
     x, y = data.batch(np.arange(len(data.items)), None)
@@ -145,3 +145,68 @@ def test_resume_continues_from_the_checkpoint(minispoof_dir, tmp_path):
     train(TrainConfig(epochs=1, **cfg), progress=False, log=lambda *a: None)
     side = train(TrainConfig(epochs=2, resume=True, **cfg), progress=False, log=lambda *a: None)
     assert [h["epoch"] for h in side["history"]] == [1, 2]
+
+
+def test_augmented_crops_are_seeded_and_feature_models_get_them_raw(minispoof_dir, tmp_path):
+    """--augment: each crop is augmented from (seed, epoch, file); a CQT model then reads
+    waveforms and computes its features per crop, matching its cached-feature input."""
+    from core.augment import AugmentConfig, Augmenter
+    from core.train import load_train_data
+
+    entries = parse_protocol(_subset(minispoof_dir, tmp_path, 2))
+    groups = [(entries, minispoof_dir / "flac")]
+    wave = load_train_data("tssd1d", groups, raw=True)
+    aug = Augmenter(AugmentConfig(convolutive=1.0, stationary_noise=1.0, codec=0.0), seed=3)
+    idx = np.arange(len(entries))
+
+    def draw(epoch):
+        return wave.batch(idx, np.random.default_rng(0), augment=aug, epoch=epoch)[0]
+
+    plain = wave.batch(idx, np.random.default_rng(0))[0]
+    assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
+    assert not torch.allclose(draw(1), plain) and draw(1).shape == plain.shape
+
+    cached = load_train_data("tssd2d", groups)
+    raw = load_train_data("tssd2d", groups, raw=True)
+    a, b = cached.batch(idx, None)[0], raw.batch(idx, None)[0]
+    assert a.shape == b.shape == (len(entries), 1, 432, 401)
+    # same first window, CQT of the whole file vs of the crop: equal away from the edges
+    mid = slice(20, 380)
+    r = np.corrcoef(a[..., mid].flatten().numpy(), b[..., mid].flatten().numpy())[0, 1]
+    assert r > 0.99
+    augmented = raw.batch(idx, np.random.default_rng(0), augment=aug, epoch=0)[0]
+    assert augmented.shape == a.shape and torch.isfinite(augmented).all()
+    with pytest.raises(ValueError, match="waveform items"):
+        cached.batch(idx, np.random.default_rng(0), augment=aug)
+
+
+def test_extra_training_data_is_counted_and_recorded(minispoof_dir, tmp_path):
+    from core.cli import main
+
+    train_p = _subset(minispoof_dir, tmp_path, 2, "train", "train.txt")
+    dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
+    extra_dir = tmp_path / "extra"
+    (extra_dir / "flac").mkdir(parents=True)
+    bona = [e for e in parse_protocol(train_p) if e.key == "bonafide"]
+    lines = []
+    for e in bona:  # stand-in copy-synthesis files: the bona fide audio under new ids
+        (extra_dir / "flac" / f"VC_X_{e.file_id}.flac").symlink_to(
+            minispoof_dir / "flac" / f"{e.file_id}.flac"
+        )
+        lines.append(f"{e.speaker} VC_X_{e.file_id} - VX spoof")
+    (extra_dir / "extra.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "w" / "aug.pt"
+    rc = main(["train", "--arch", "tssd1d", "--protocol", str(train_p),
+               "--audio-dir", str(minispoof_dir / "flac"), "--dev-protocol", str(dev_p),
+               "--extra", str(extra_dir / "extra.txt"), str(extra_dir / "flac"),
+               "--augment", "--out", str(out), "--epochs", "1", "--batch-size", "3",
+               "--no-progress"])  # fmt: skip
+    assert rc == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["data"]["train_counts"]["spoof"] == 2 + len(bona)
+    assert side["data"]["train_counts"]["systems"]["VX"] == len(bona)
+    assert side["data"]["extra_train"] == [
+        {"protocol": str(extra_dir / "extra.txt"), "audio_dir": str(extra_dir / "flac")}
+    ]
+    assert side["recipe"]["augment"].startswith("core.augment.Augmenter")
+    assert "--extra" in side["command"] and "--augment" in side["command"]

@@ -13,10 +13,11 @@ import importlib
 COMMAND_MODULES = [
     "core.cli.models",
     "core.cli.analyze",
-    "core.train",
-    "core.evaluate",
+    "core.cli.train",
+    "core.cli.evaluate",
     "core.cli.history",
     "core.cli.batch",
+    "core.cli.calibrate",
 ]
 
 

@@ -23,6 +23,15 @@ def _how(cached: bool, seconds: float) -> str:
 def print_analysis(name: str, a: Analysis) -> None:
     flag = "  (near-silent)" if a.near_silent else ""
     print(f"{name}  sha256 {a.sha256[:16]}  {a.duration:.2f} s{flag}")
+    c = a.combined
+    if c is not None:
+        p = "" if c.p_spoof is None else f"  P(spoof) {c.p_spoof:.3f}"
+        split = "  MODELS DISAGREE" if c.models_disagree else ""
+        print(f"  combined: {c.label.upper()}{p}{split}")
+        for r in c.reasons:
+            print(f"    note: {r}")
+    for w in a.warnings:
+        print(f"  warning [{w.code}]: {w.message} (measured {w.value:g}, threshold {w.threshold:g})")
     for k, v in a.verdicts.items():
         print(
             f"  {k:<18} P(spoof) {v.p_spoof:.3f}  {v.label:<8}  max {v.max_p_spoof:.3f} "

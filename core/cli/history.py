@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..combined import BANDS
 from ..service import Engine
 from ..store import LABELS, SORT_KEYS, StoreError
 from .common import add_db, one_line, print_err
@@ -22,6 +23,7 @@ def cmd_history(args) -> int:
             descending=not args.asc,
             limit=args.limit,
             offset=args.offset,
+            band=args.band,
         )
     except (StoreError, ValueError) as e:
         print_err(one_line(e))
@@ -41,7 +43,9 @@ def cmd_history(args) -> int:
             f"{it['duration']:7.2f} s  {it['filename']}{more}"
         )
         if verdicts:
-            print(f"    {verdicts}  [{it['n_explanations']} explanations]")
+            c = it["combined"]
+            p = "" if c["p_spoof"] is None else f" {c['p_spoof']:.3f}"
+            print(f"    combined {c['label']}{p}  {verdicts}  [{it['n_explanations']} explanations]")
     return 0
 
 
@@ -86,7 +90,8 @@ def cmd_delete(args) -> int:
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("history", help="list stored analyses")
     p.add_argument("--filename", metavar="TEXT", help="substring of an uploaded name")
-    p.add_argument("--label", choices=LABELS)
+    p.add_argument("--label", choices=LABELS, help="some model said this")
+    p.add_argument("--band", choices=BANDS, help="the combined verdict's band")
     p.add_argument("--model", metavar="KEY")
     p.add_argument("--since", metavar="DATE", help="YYYY-MM-DD or ISO datetime (UTC)")
     p.add_argument("--until", metavar="DATE", help="inclusive for a date")

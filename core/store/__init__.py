@@ -21,6 +21,7 @@ from .blobs import (
     find_sha256,
     get_audio,
     record_audio,
+    set_audio_quality,
 )
 from .codecs import decode_arrays, dumps, encode_arrays
 from .queries import (
@@ -97,6 +98,7 @@ __all__ = [
     "record_batch_file",
     "resolve_db_path",
     "SCHEMA_VERSION",
+    "set_audio_quality",
     "schema_version",
     "SHA256_RE",
     "SORT_KEYS",

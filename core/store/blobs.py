@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from .codecs import dumps_lenient
 from .schema import (
     SHA256_RE,
     NotStoredError,
@@ -124,6 +126,7 @@ def audio_row(conn: Database, sha: str) -> dict | None:
         )
     )
     row["near_silent"] = bool(row["near_silent"])
+    row["quality"] = json.loads(row["quality"]) if row.get("quality") else None
     row["filenames"] = [n["filename"] for n in names]
     row["filename"] = row["filenames"][0] if names else ""
     return row
@@ -171,3 +174,12 @@ def find_sha256(prefix: str, *, db: str | Path | None = None) -> str:
         raise ValueError(f"{prefix} matches several analyses; give more digits")
     return rows[0]["sha256"]
 
+
+
+def set_audio_quality(sha256: str, quality: dict, *, db: str | Path | None = None) -> None:
+    """Record the input-quality measurements of a stored audio (JSON-able dict)."""
+    check_sha(sha256)
+    with open_db(db) as conn, transaction(conn):
+        conn.execute(
+            "UPDATE audio SET quality = ? WHERE sha256 = ?", [dumps_lenient(quality), sha256]
+        )

@@ -173,6 +173,13 @@ def m002_batches(db: Database) -> None:
     db.table("batch_files").create_index(["sha256"])
 
 
+@MIGRATIONS()
+def m003_audio_quality(db: Database) -> None:
+    # input-quality measurements of the signal (core.quality.InputQuality JSON), so a
+    # stored analysis shows its warnings without decoding the audio again
+    db.table("audio").add_column("quality", str)
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)  # mirrored in PRAGMA user_version
 
 

@@ -1,0 +1,179 @@
+"""Fitting the calibration file from dev scores, and measuring it on another protocol.
+
+``fit(models, dev_entries, dev_dir, degrade=[...])`` scores every dev file with each
+model (whole-file P(spoof), exactly as users get it), fits per-model Platt maps, the
+all-subset logistic fusion and its bands (core.calibration), then scores dev again under
+each degradation to learn how far the band must widen when the matching input warning
+fires. ``measure(cal, models, entries, audio_dir)`` reports EER, Cllr, min Cllr, ECE and
+the band shares of each model and of the combination on a held-out protocol.
+
+Scores are cached under cache/scores/ by model weights, protocol content and condition,
+so a refit or a second measurement does not score again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .calibration import (
+    Bands,
+    CalibrationFile,
+    as_labels,
+    choose_bands,
+    cllr,
+    ece,
+    eer,
+    fit_calibration_file,
+    min_cllr,
+    reliability,
+)
+from .combined import MAX_WIDEN
+from .data import ProtocolEntry
+from .evaluate import score_protocol
+from .registry import PROJECT_ROOT
+
+SCORE_CACHE = PROJECT_ROOT / "cache" / "scores"
+DEFAULT_DEGRADE = ("telephone", "mp3:32k", "noise:10db")
+# degradation -> the input warning (core.quality) that audio degraded so raises
+WARNING_OF = {
+    "telephone": "narrow_band",
+    "mp3:32k": "lossy_codec",
+    "ogg:24k": "lossy_codec",
+    "opus:24k": "lossy_codec",
+    "noise:10db": "low_snr",
+    "noise:5db": "low_snr",
+}
+
+def _protocol_tag(entries: list[ProtocolEntry], audio_dir: str | Path) -> str:
+    text = "\n".join(f"{e.file_id} {e.key}" for e in entries) + f"\n{Path(audio_dir).resolve()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_scores(
+    detector, entries: list[ProtocolEntry], audio_dir: str | Path, condition: str = "clean",
+    *, progress: bool = True, cache_dir: Path | None = SCORE_CACHE,
+) -> np.ndarray:  # fmt: skip
+    """whole-file P(spoof) per entry, in protocol order (cached per weights + files)"""
+    spec = detector.spec
+    path = None
+    if cache_dir is not None:
+        tag = _protocol_tag(entries, audio_dir)
+        path = Path(cache_dir) / f"{spec.key}.{spec.sha256[:16]}.{tag}.{condition}.npy"
+        if path.exists():
+            return np.load(path)
+    if condition == "clean":
+        scored = score_protocol(detector, entries, audio_dir, progress=progress)
+    else:
+        from .robustness import score_degraded
+
+        scored = score_degraded(detector, entries, audio_dir, [condition], progress=progress)[
+            condition
+        ]
+    scores = np.array([s.score for s in scored], dtype=np.float64)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, scores)
+    return scores
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+def widening(clean: Bands, degraded: Bands) -> float:
+    """log-odds each edge must move out so the degraded dev error target holds"""
+    if degraded.hi >= 1.0 or degraded.lo <= 0.0:
+        return MAX_WIDEN
+    by = max(0.0, _logit(degraded.hi) - _logit(clean.hi), _logit(clean.lo) - _logit(degraded.lo))
+    return min(by, MAX_WIDEN)
+
+
+def fit(
+    detectors: Mapping[str, object],
+    entries: list[ProtocolEntry],
+    audio_dir: str | Path,
+    *,
+    degrade: tuple[str, ...] = DEFAULT_DEGRADE,
+    max_error: float = 0.05,
+    progress: bool = True,
+    cache_dir: Path | None = SCORE_CACHE,
+    log=print,
+) -> CalibrationFile:
+    labels = as_labels([e.key for e in entries])
+    scores = {
+        k: cached_scores(d, entries, audio_dir, progress=progress, cache_dir=cache_dir)
+        for k, d in detectors.items()
+    }
+    fitted_on = {
+        "protocol_sha256": _protocol_tag(entries, audio_dir),
+        "n_bonafide": int((labels == 0).sum()),
+        "n_spoof": int((labels == 1).sum()),
+        "max_error": max_error,
+        "degrade": list(degrade),
+    }
+    cal = fit_calibration_file(
+        scores, labels, weights_sha256={k: d.spec.sha256 for k, d in detectors.items()},
+        fitted_on=fitted_on, max_error=max_error,
+    )  # fmt: skip
+    full = cal.fusion.select(tuple(detectors))
+    widen: dict[str, float] = {}
+    for cond in degrade:
+        code = WARNING_OF.get(cond)
+        if code is None:
+            raise ValueError(f"{cond}: no input warning matches it; use {', '.join(WARNING_OF)}")
+        deg = {
+            k: cached_scores(d, entries, audio_dir, cond, progress=progress, cache_dir=cache_dir)
+            for k, d in detectors.items()
+        }
+        bands = choose_bands(full.apply(deg), labels, max_error=max_error)
+        by = widening(full.bands, bands)
+        log(f"{cond}: dev EER {100 * eer(full.apply(deg), labels):.1f} %, widen {code} by {by:.2f}")
+        widen[code] = max(widen.get(code, 0.0), by)
+    return CalibrationFile(cal.models, cal.fusion, cal.fitted_on, cal.version, widen)
+
+
+def _band_stats(p: np.ndarray, y: np.ndarray, bands: Bands) -> dict:
+    confident = (p < bands.lo) | (p > bands.hi)
+    wrong = confident & ((p > bands.hi) != (y == 1))
+    n_conf = int(confident.sum())
+    return {
+        "uncertain_share": float(1 - confident.mean()),
+        "error_rate_outside": float(wrong.sum() / n_conf) if n_conf else None,
+        "n_confident": n_conf,
+    }
+
+
+def measure(
+    cal: CalibrationFile,
+    scores: Mapping[str, np.ndarray],
+    labels,
+) -> dict:
+    """EER, Cllr, min Cllr, ECE (10 bins, balanced), reliability and band shares"""
+    y = as_labels(labels)
+    out: dict = {"models": {}, "n_bonafide": int((y == 0).sum()), "n_spoof": int((y == 1).sum())}
+
+    def metrics(raw: np.ndarray, p: np.ndarray) -> dict:
+        rel = reliability(p, y, 10)
+        return {
+            "eer": float(eer(raw, y)),
+            "cllr": float(cllr(p, y)),
+            "min_cllr": float(min_cllr(raw, y)),
+            "ece": float(ece(p, y, 10)),
+            "reliability": rel.to_json(),
+        }
+
+    for k in sorted(scores):
+        p = cal.models[k].calibration.apply(scores[k])
+        out["models"][k] = metrics(scores[k], np.asarray(p))
+    if cal.fusion is not None:
+        fused = cal.fusion.select(tuple(scores))
+        p = np.asarray(fused.apply(scores))
+        out["combined"] = {**metrics(p, p), **_band_stats(p, y, fused.bands), "models": list(fused.models),
+                           "bands": fused.bands.to_json()}  # fmt: skip
+    return out

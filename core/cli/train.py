@@ -1,0 +1,105 @@
+"""`train`: train or fine-tune a detector on ASVspoof-format protocols (core.train)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from ..registry import ARCHS
+from ..train import TrainConfig, sidecar_path, train
+
+def command_line(args) -> str:
+    """the train command as parsed (options given on the command line, canonical order)"""
+    parts = ["python", "-m", "core", "train"]
+    for name in ("arch", "protocol", "audio_dir", "dev_protocol", "dev_audio_dir", "out",
+                 "epochs", "seed", "lr", "batch_size", "weight_decay", "crop", "init"):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None:
+            parts += ["--" + name.replace("_", "-"), str(value)]
+    for prefix in args.freeze or ():
+        parts += ["--freeze", prefix]
+    for protocol, audio_dir in args.extra or ():
+        parts += ["--extra", protocol, audio_dir]
+    for flag in ("augment", "resume"):
+        if getattr(args, flag):
+            parts.append("--" + flag)
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    return shlex.join(parts)
+
+
+def cmd_train(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    d = ARCHS[args.arch].recipe
+    cfg = TrainConfig(
+        arch=args.arch,
+        protocol=args.protocol,
+        audio_dir=args.audio_dir,
+        dev_protocol=args.dev_protocol,
+        dev_audio_dir=args.dev_audio_dir,
+        out=args.out,
+        epochs=args.epochs or d.epochs,
+        lr=args.lr or d.lr,
+        batch_size=args.batch_size or d.batch_size,
+        weight_decay=d.weight_decay if args.weight_decay is None else args.weight_decay,
+        seed=args.seed,
+        init=args.init,
+        freeze=tuple(args.freeze or ()),
+        augment=args.augment,
+        extra=tuple(tuple(pair) for pair in args.extra or ()),
+        crop=args.crop or d.crop,
+        resume=args.resume,
+        lr_min_ratio=d.lr_min_ratio,
+        command=command_line(args),
+    )
+    try:
+        sidecar = train(cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"best dev EER {100 * sidecar['dev_eer']:.2f} % at epoch {sidecar['best_epoch']}; "
+        f"wrote {cfg.out} (sha256 {sidecar['sha256']}) and {sidecar_path(Path(cfg.out))}"
+    )
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a detector on a protocol")
+    p.add_argument("--arch", required=True, choices=list(ARCHS))
+    p.add_argument("--protocol", required=True, help="training protocol (ASVspoof 2019 LA)")
+    p.add_argument("--audio-dir", required=True, help="directory of FILE_ID.flac")
+    p.add_argument("--dev-protocol", required=True, help="dev protocol for model selection")
+    p.add_argument("--dev-audio-dir", help="dev audio directory (default: --audio-dir)")
+    p.add_argument("--out", required=True, help="weights/NAME.pt (state dict) + NAME.json")
+    p.add_argument("--epochs", type=int, help="default per arch: ARCHS[arch].recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--init", metavar="PATH", help="start from this state dict (fine-tune)")
+    p.add_argument(
+        "--freeze", action="append", metavar="PREFIX",
+        help="keep the modules under this name prefix fixed (repeatable), e.g. encoder.0",
+    )  # fmt: skip
+    p.add_argument(
+        "--augment", action="store_true",
+        help="on-the-fly augmentation of every crop: convolutive, impulsive and coloured "
+        "noise, codecs, telephone band, gain (core.augment)",
+    )  # fmt: skip
+    p.add_argument(
+        "--extra", nargs=2, action="append", metavar=("PROTOCOL", "AUDIO_DIR"),
+        help="more training data, e.g. core.vocode output (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--crop", type=int, metavar="SAMPLES",
+        help="training crop length (default: the model's input); dev and evaluate keep it",
+    )  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from runs/NAME.last.pt")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
