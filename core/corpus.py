@@ -23,9 +23,11 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
+from .explain.geometry import spoof_sign, spread
 from .features import cqt_frequencies
 from .metrics import compute_eer
 
@@ -33,30 +35,16 @@ N_TIME_BINS = 20
 N_FREQ_BANDS = 24
 
 
-def spoof_evidence(values: np.ndarray, target_label: str) -> np.ndarray:
-    """attribution values as evidence for spoof (flip the sign of bona fide targets)"""
-    v = np.asarray(values, dtype=np.float64)
-    return v if target_label == "spoof" else -v
+def _signed(values: np.ndarray, target_label: str) -> np.ndarray:
+    """attribution values as evidence for spoof (core.explain.geometry's sign rule)"""
+    return spoof_sign(SimpleNamespace(target_label=target_label)) * np.asarray(
+        values, dtype=np.float64
+    )
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
     total = np.abs(v).sum()
     return v / total if total > 0 else np.zeros_like(v)
-
-
-def _spread(lo: np.ndarray, hi: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """
-    Distribute each feature's value over bins in proportion to the share of the feature's
-    extent [lo, hi] that falls in each bin.
-    """
-    out = np.zeros(len(edges) - 1)
-    for a, b, v in zip(lo, hi, values):
-        width = b - a
-        if width <= 0:
-            continue
-        overlap = np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0, None)
-        out += v * overlap / width
-    return out
 
 
 def time_profile(
@@ -77,8 +65,8 @@ def time_profile(
     span = max(window_end - window_start, 1e-9)
     lo = (b[:, 0] - window_start) / span
     hi = (b[:, 1] - window_start) / span
-    v = _normalise(spoof_evidence(values, target_label))
-    return _spread(lo, hi, v, np.linspace(0.0, 1.0, n_bins + 1))
+    v = _normalise(_signed(values, target_label))
+    return spread(lo, hi, v, np.linspace(0.0, 1.0, n_bins + 1))
 
 
 def frequency_edges(n_bands: int = N_FREQ_BANDS) -> np.ndarray:
@@ -96,10 +84,10 @@ def frequency_profile(
     feature_bounds : (F, 4) [t0, t1, f0, f1]; returns shape = (n_bands,)
     """
     b = np.asarray(feature_bounds, dtype=np.float64)
-    v = _normalise(spoof_evidence(values, target_label))
+    v = _normalise(_signed(values, target_label))
     # spread on a log-frequency axis so an octave counts the same everywhere
     lo, hi = np.log2(np.maximum(b[:, 2], 1e-3)), np.log2(np.maximum(b[:, 3], 1e-3))
-    return _spread(lo, hi, v, np.log2(frequency_edges(n_bands)))
+    return spread(lo, hi, v, np.log2(frequency_edges(n_bands)))
 
 
 @dataclass

@@ -1,0 +1,10 @@
+"""Benchmarks that print measured numbers; not part of the engine (core/).
+
+    python -m benchmarks verdict [--model KEY]... [--repeats N] [--clips 6,60]
+    python -m benchmarks batch [--limit N] [--model KEY]... [--workers 1,2]
+    python -m benchmarks explain [--models K,...] [--methods M,...] [--exact S] ...
+    python -m benchmarks store [--analyses N] [--repeats N] [--seconds S] ...
+
+One module per benchmark (verdict, batch, explain, store), each with ``main(argv)``;
+every one goes through ``core.service.Engine``, as the pages and the CLI do.
+"""
