@@ -125,6 +125,8 @@ def analysis_doc(
                 "orig_channels": analysis.orig_channels,
                 "near_silent": analysis.near_silent,
             },
+            "combined": analysis.combined.to_json() if analysis.combined else None,
+            "warnings": [w.to_json() for w in analysis.warnings],
             "verdicts": [
                 {**v.to_json(), "display_name": display_name(k)}
                 for k, v in analysis.verdicts.items()
@@ -188,6 +190,7 @@ def html_report(doc: dict, *, title: str | None = None) -> str:
         url = e(doc["share_url"])
         parts.append(_row("Share link", f'<a href="{url}">{url}</a>'))
     parts.append("</table>")
+    parts += _combined_html(doc.get("combined"), doc.get("warnings") or [])
     parts += _verdicts_html(doc["verdicts"])
 
     parts.append("<h2>Explanations</h2>")
@@ -213,6 +216,38 @@ def html_report(doc: dict, *, title: str | None = None) -> str:
 
 def _row(k: str, v: str) -> str:
     return f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>"
+
+
+BAND_INK = {"likely_spoof": SPOOF_RED, "likely_bonafide": BONAFIDE_BLUE}
+
+
+def _combined_html(combined: dict | None, warnings: list[dict]) -> list[str]:
+    """the combined verdict first (band, calibrated P, disagreement), then the warnings"""
+    e = html.escape
+    parts = ["<h2>Combined verdict</h2>"]
+    if combined is None:
+        parts.append("<p>No combined verdict for this analysis.</p>")
+    else:
+        colour = BAND_INK.get(combined["band"], "#777")
+        p = combined["p_spoof"]
+        shown = "" if p is None else f" &nbsp; calibrated P(spoof) {p:.3f}"
+        parts.append(
+            f"<p><span class='verdict' style='background:{colour};color:#fff'>"
+            f"{e(combined['label'].upper())}</span>{shown}</p>"
+        )
+        if combined["models_disagree"]:
+            parts.append("<p><b>The models disagree</b>: at least one leans spoof and "
+                         "another bona fide.</p>")  # fmt: skip
+        parts += [f"<p class='muted'>{e(r)}</p>" for r in combined["reasons"]]
+    if warnings:
+        parts.append("<h3>Input warnings</h3><table><tr><th>Warning</th><th>Measured</th>"
+                     "<th>Threshold</th></tr>")  # fmt: skip
+        for w in warnings:
+            value = "n/a" if w["value"] is None else f"{w['value']:g}"
+            parts.append(f"<tr><td><b>{e(w['code'])}</b>: {e(w['message'])}</td>"
+                         f"<td>{value}</td><td>{w['threshold']:g}</td></tr>")  # fmt: skip
+        parts.append("</table>")
+    return parts
 
 
 def _verdicts_html(verdicts: list[dict]) -> list[str]:

@@ -85,3 +85,28 @@ def test_the_report_does_not_import_altair():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "False"]
+
+
+def test_the_report_leads_with_the_combined_verdict_and_lists_warnings():
+    import dataclasses
+
+    from core.combined import Combined
+    from core.quality import InputQuality, QualityWarning
+
+    combined = Combined(p_spoof=0.62, band="uncertain", models_disagree=True,
+                        models=("a", "b"), calibrated={"a": 0.9, "b": 0.2}, lo=0.1, hi=0.9,
+                        widen=0.5, reasons=("low_snr: band widened by 0.50 log-odds",))  # fmt: skip
+    warning = QualityWarning("low_snr", "background noise is <high>", 7.5, 10.0)
+    quality = InputQuality(6.0, 16_000, "WAV", 8000.0, None, False, 0.0, 4.0, 0.7, 7.5,
+                           None, (warning,), False)  # fmt: skip
+    analysis = dataclasses.replace(
+        make_analysis({"aasist-official": make_verdict(0.8)}), combined=combined, quality=quality
+    )
+    doc = report.analysis_doc(analysis, [], generated=GENERATED)
+    assert doc["combined"]["band"] == "uncertain" and doc["combined"]["p_spoof"] == 0.62
+    assert doc["warnings"] == [{"code": "low_snr", "message": "background noise is <high>",
+                                "value": 7.5, "threshold": 10.0}]  # fmt: skip
+    page = report.html_report(doc).split('id="analysis-data"')[0]
+    assert page.index("UNCERTAIN") < page.index("<h2>Verdicts</h2>")
+    assert "The models disagree" in page and "background noise is &lt;high&gt;" in page
+    assert "<td>7.5</td><td>10</td>" in page
