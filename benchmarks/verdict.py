@@ -4,7 +4,8 @@
 
 For each clip length (a speech-like FLAC): decoding (FLAC bytes -> 16 kHz), the time to
 a verdict per model through the engine (models already loaded, front end included, no
-store), every model together (Engine.analyze_audio), and the process's peak RSS.
+store), every model together (Engine.analyze_audio), what the input warnings and the
+combined calibrated verdict add to that, and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -15,10 +16,18 @@ import time
 import torch
 
 from core.audio import load_audio
+from core.quality import assess
 from core.registry import WeightsError, default_device
 from core.service import Engine
 
 from .common import best_of, encoded, peak_rss_mb, speech_like
+
+
+def judgement(eng: Engine, audio, verdicts) -> None:
+    """what an analysis adds to the verdicts: signal quality, window warnings, fusion"""
+    signal = assess(audio.samples, orig_sample_rate=audio.orig_sample_rate,
+                    orig_format=audio.orig_format)  # fmt: skip
+    eng.judge(signal, verdicts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,5 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{seconds:>5g}s  {'all models together':<22} {'':>7} {together:8.3f}"
               f"   (+decode {decode + together:.3f})")
+        verdicts = {k: eng.verdict(audio, k)[0] for k in keys}
+        judge = best_of(lambda: judgement(eng, audio, verdicts), args.repeats)
+        print(f"{seconds:>5g}s  {'warnings + combined':<22} {'':>7} {judge:8.3f}"
+              f"   (quality measurements, calibration, fusion, bands)")
     print(f"peak RSS {peak_rss_mb():.0f} MB")
     return 0

@@ -163,7 +163,8 @@ class Engine(Explaining):
             store.set_audio_quality(sha256, signal.to_json(), db=self.db_path)
         return signal
 
-    def _assess(self, signal, verdicts: Mapping[str, Verdict]):
+    def judge(self, signal, verdicts: Mapping[str, Verdict]):
+        """(InputQuality with window warnings, Combined) for these verdicts; no model runs"""
         lengths = {}
         for k in verdicts:
             with contextlib.suppress(ValueError):
@@ -233,7 +234,7 @@ class Engine(Explaining):
             )
             seconds[key] = time.perf_counter() - t0
         signal = self._signal_quality(audio.sha256, row, audio)
-        quality, combined = self._assess(signal, verdicts)
+        quality, combined = self.judge(signal, verdicts)
         report(1.0, "done")
         name = store.clean_filename(filename)
         return Analysis(
@@ -276,7 +277,7 @@ class Engine(Explaining):
             if best is None or (current and not best[1]):
                 chosen[p["model"]] = (p, current)
         verdicts = {k: verdict_from_row(p) for k, (p, _) in sorted(chosen.items())}
-        quality, combined = self._assess(self._signal_quality(sha256, au), verdicts)
+        quality, combined = self.judge(self._signal_quality(sha256, au), verdicts)
         elapsed = time.perf_counter() - t0
         return Analysis(
             sha256=au["sha256"],
