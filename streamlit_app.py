@@ -2,11 +2,11 @@
 
 A router only. st.navigation registers the pages of ui.PAGES under stable URLs (Analyze
 is the root, so a share link is /?sha=...). Every page script starts with
-ui.page_setup(), which asks for the access password when one is configured and draws
+ui.gate.page_setup(), which asks for the access password when one is configured and draws
 the shared sidebar: the gate lives in the pages, not here, because Streamlit runs a
 script in pages/ directly (its legacy folder routing) on the first run of a server
 process, before any st.navigation call. For the same reason the sidebar menu is drawn by
-ui.sidebar() (client.showSidebarNavigation is off), so each page is listed exactly once.
+ui.gate.sidebar() (client.showSidebarNavigation is off), so each page is listed exactly once.
 """
 
 import streamlit as st

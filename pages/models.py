@@ -1,56 +1,8 @@
 """Models: one card per registered detector: what it is, where its weights come from,
-how well it measured, and what it cannot do."""
+how well it measured, and what it cannot do (ui.views.models)."""
 
-import streamlit as st
+from ui.gate import page_setup
+from ui.views import models
 
-import ui
-
-ui.page_setup("models")
-st.title("Models")
-st.write(
-    "Every detector the dashboard knows. A model scores uploads only when its weights "
-    "file is installed and matches the registered SHA-256; nothing else is ever loaded."
-)
-
-# ready models first, then the rest in registry order
-cards = sorted(ui.model_cards(), key=lambda c: c["status"] != "ok")
-ready = [c for c in cards if c["status"] == "ok"]
-st.caption(f"{len(ready)} of {len(cards)} models ready on this server · weights directory "
-           f"`{ui.weights_dir()}`")
-if not ready:
-    st.error("No model is ready, so uploads cannot be analysed yet. Install weights as "
-             "each card below says.")
-
-for card in cards:
-    with st.container(border=True):
-        head, badge = st.columns([5, 2])
-        head.subheader(card["display_name"])
-        head.caption(f"key `{card['key']}` · architecture `{card['arch']}` · "
-                     f"{card['frontend']} front end")
-        badge.markdown(ui.status_badge(card["status"]), unsafe_allow_html=True)
-
-        left, right = st.columns(2)
-        with left:
-            st.markdown("**Architecture**")
-            st.write(card["paper"])
-            st.write(
-                f"Reads {card['window_seconds']:.2f} s windows "
-                f"({card['n_samples']:,} samples at 16 kHz) every "
-                f"{card['hop_seconds']:.2f} s; the file score is the mean window P(spoof)."
-            )
-            st.markdown("**Measured error rates**")
-            st.markdown(ui.bullets(card["eers"]) or "No measurement recorded for these weights yet.")
-        with right:
-            st.markdown("**Weights and provenance**")
-            st.write(card["provenance"])
-            st.markdown(f"File `{card['weights']}`, SHA-256:")
-            st.code(card["sha256"] or "(none registered yet)", language=None)
-            if card["status"] != "ok":
-                st.info(f"To install: `{card['how_to_get']}`")
-            st.markdown("**Limits**")
-            st.markdown(ui.bullets(card["limits"]))
-        if card["model_card"]:
-            with st.expander("Model card (weights/MODEL_CARD.md)"):
-                st.markdown(card["model_card"])
-        with st.expander("Registry entry (JSON)"):
-            st.json(card["spec"], expanded=False)
+page_setup("models")
+models.render()

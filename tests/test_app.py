@@ -8,6 +8,7 @@ ones; the explanation methods themselves are tested in test_explain.py.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -21,17 +22,21 @@ import soundfile as sf
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import core.analyze
+import core.registry
+import core.service
 import ui
+import ui.gate
 from core import report
 from core.audio import SAMPLE_RATE
 from core.explain import EXPLAINERS, explain_params
-from core.explain.base import Explanation
+from core.explain.base import Explainer, Explanation
 from core.registry import MODELS
+from core.results import Analysis
+from core.service import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
-PAGES = list(ui.PAGE_FILES.values())
+PAGES = [p.file for p in ui.PAGES.values()]
 TIMEOUT = 240  # s: the first run loads two AASIST checkpoints on a busy 2-core CPU
 
 
@@ -50,7 +55,7 @@ def wav_bytes(seconds: float = 2.0, *, freq: float = 220.0, seed: int = 0) -> by
 
 class FastExplain:
     """
-    Stand-in for core.explain (core.analyze.EXPLAIN_BACKEND): the real EXPLAINERS and
+    Stand-in for core.explain (core.service.EXPLAIN_BACKEND): the real EXPLAINERS and
     explain_params, so cache keys are real; explain() returns a deterministic
     time-segment explanation of the requested window at once, and counts its calls.
     """
@@ -73,7 +78,7 @@ class FastExplain:
         _, starts = detector.windows(samples)
         w = 0 if window is None else int(window)
         start = starts[w] / SAMPLE_RATE
-        end = min(starts[w] + spec.n_samples, len(samples)) / SAMPLE_RATE
+        end = min(starts[w] + spec.input_length, len(samples)) / SAMPLE_RATE
         edges = np.linspace(start, end, segments + 1)
         phase = sorted(EXPLAINERS).index(method) * 0.3 + (0.1 if "-l-" in spec.key else 0.0)
         values = np.sin(np.linspace(0, 3, segments) + phase)
@@ -98,7 +103,7 @@ def app_env(tmp_path, monkeypatch, official_weights_dir):
     monkeypatch.setenv("DEEPFAKE_DB", str(tmp_path / "store" / "analyses.db"))
     monkeypatch.delenv("DEEPFAKE_PASSWORD", raising=False)
     backend = FastExplain()
-    monkeypatch.setattr(core.analyze, "EXPLAIN_BACKEND", backend)
+    monkeypatch.setattr(core.service, "EXPLAIN_BACKEND", backend)
     st.cache_data.clear()  # model list, model cards, spectrograms of another store
     yield {"db": tmp_path / "store" / "analyses.db", "explain": backend}
     st.cache_data.clear()
@@ -111,8 +116,8 @@ def new_app(**query) -> AppTest:
     return at
 
 
-def analyse(data: bytes, name: str, db) -> core.analyze.Analysis:
-    return core.analyze.analyze_bytes(data, name, db=db)
+def analyse(data: bytes, name: str, db) -> Analysis:
+    return Engine(db).analyze(data, name)
 
 
 def cards(at: AppTest) -> list[str]:
@@ -218,7 +223,7 @@ def test_share_link_restores_the_exact_view(app_env):
     db = app_env["db"]
     a = analyse(wav_bytes(seed=1), "shared.wav", db)
     model = sorted(a.verdicts)[-1]
-    core.analyze.explain_stored(a.sha256, model, "shap", window=0, db=db)
+    Engine(db).explain(a.sha256, model, "shap", window=0)
     assert app_env["explain"].calls == 1
 
     at = new_app(sha=a.sha256, model=model, method="shap", window=0)
@@ -303,7 +308,7 @@ def test_access_password_blocks_every_page(app_env, monkeypatch):
         at.switch_page(page).run()
         assert_clean(at)
         # only the gate: no page title, no verdicts, no tables, no sidebar
-        assert [t.value for t in at.title] == [ui.GATE_TITLE]
+        assert [t.value for t in at.title] == [ui.gate.GATE_TITLE]
         assert not cards(at) and not at.dataframe and not at.get("page_link")
         assert "private.wav" not in texts(at) and a.sha256[:12] not in texts(at)
         at.text_input(key="access_given").input("wrong")
@@ -313,7 +318,7 @@ def test_access_password_blocks_every_page(app_env, monkeypatch):
         at.text_input(key="access_given").input("s3cret-phrase")
         at.button[0].click().run()
         assert_clean(at)
-        assert at.title[0].value != ui.GATE_TITLE
+        assert at.title[0].value != ui.gate.GATE_TITLE
         assert "Password protected" in texts(at)
 
 
@@ -321,18 +326,34 @@ def test_access_password_from_streamlit_secrets(app_env):
     at = new_app()
     at.secrets["access_password"] = "from-secrets"
     at.run()
-    assert [t.value for t in at.title] == [ui.GATE_TITLE]
+    assert [t.value for t in at.title] == [ui.gate.GATE_TITLE]
     at.text_input(key="access_given").input("from-secrets")
     at.button[0].click().run()
     assert_clean(at)
     assert "Analyze" in at.title[0].value
 
 
-def test_exports_hold_verdicts_and_hashes(app_env):
+def served_downloads(monkeypatch) -> dict:
+    """{file name: bytes} of every st.download_button the running app draws"""
+    from streamlit.elements.widgets.button import ButtonMixin
+
+    served = {}
+    real = ButtonMixin.download_button
+
+    def record(self, label, data, file_name=None, *args, **kwargs):
+        served[file_name] = data
+        return real(self, label, data, file_name, *args, **kwargs)
+
+    monkeypatch.setattr(ButtonMixin, "download_button", record)
+    return served
+
+
+def test_exports_hold_verdicts_and_hashes(app_env, monkeypatch):
     db = app_env["db"]
     a = analyse(wav_bytes(seed=5), "case_file.wav", db)
     model = sorted(a.verdicts)[0]
-    core.analyze.explain_stored(a.sha256, model, "gradcam", window=0, db=db)
+    Engine(db).explain(a.sha256, model, "gradcam", window=0)
+    served = served_downloads(monkeypatch)
 
     at = new_app(sha=a.sha256, model=model, method="gradcam", window=0)
     at.run()
@@ -340,26 +361,31 @@ def test_exports_hold_verdicts_and_hashes(app_env):
     labels = [b.proto.label for b in at.get("download_button")]
     assert any("JSON" in x for x in labels) and any("HTML" in x for x in labels)
 
-    # what the buttons serve: built from the store exactly as ui.export_buttons does
-    expls = ui.stored_explanations(a.sha256)
-    assert [e.method for e in expls] == ["gradcam"]
-    doc = report.analysis_doc(core.analyze.load_analysis(a.sha256, db=db), expls)
-    back = json.loads(report.json_bytes(doc))
+    # what the buttons serve, as handed to st.download_button
+    stem = f"case_file-{a.sha256[:12]}"
+    assert set(served) == {f"{stem}.json", f"{stem}.html"}
+    back = json.loads(served[f"{stem}.json"])
     assert back["audio"]["sha256"] == a.sha256
     assert back["audio"]["filenames"] == ["case_file.wav"]
+    assert back["share_url"].endswith(f"?sha={a.sha256}&model={model}&method=gradcam&window=0")
     assert {v["model"]: v["label"] for v in back["verdicts"]} == {
         k: v.label for k, v in a.verdicts.items()
     }
+    assert {v["model"]: v["p_spoof"] for v in back["verdicts"]} == pytest.approx(
+        {k: v.p_spoof for k, v in a.verdicts.items()}
+    )
     assert {m["key"]: m["weights_sha256"] for m in back["models"]} == {
         k: MODELS[k].sha256 for k in a.verdicts
     }
-    assert back["explanations"][0]["method"] == "gradcam"
-    page = report.html_report(doc)
+    assert [(e["model"], e["method"]) for e in back["explanations"]] == [(model, "gradcam")]
+    page = served[f"{stem}.html"].decode("utf-8")
+    assert page.lstrip().lower().startswith("<!doctype html>")
     assert a.sha256 in page
     for k, v in a.verdicts.items():
         assert MODELS[k].sha256 in page
         assert report.display_name(k) in page
-    assert ("SPOOF" in page) or ("BONA FIDE" in page)
+    words = {"spoof": "SPOOF", "bonafide": "BONA FIDE"}
+    assert all(words[v.label] in page for v in a.verdicts.values())
     assert "<svg" in page and "<script src" not in page and "<link" not in page
 
 
@@ -378,11 +404,11 @@ def test_history_search_filters_and_delete_with_confirmation(app_env):
 
     at.button(key="history_delete").click().run()
     assert any("Delete" in w.value for w in at.warning)  # asks first
-    assert core.analyze.load_analysis(drop.sha256, db=db) is not None
+    assert Engine(db).analysis(drop.sha256) is not None
     at.button(key="history_delete_yes").click().run()
     assert_clean(at)
-    assert core.analyze.load_analysis(drop.sha256, db=db) is None
-    assert core.analyze.load_analysis(keep.sha256, db=db) is not None
+    assert Engine(db).analysis(drop.sha256) is None
+    assert Engine(db).analysis(keep.sha256) is not None
     assert "No analysis matches" in texts(at)
 
     # the deleted file's share link now says so
@@ -451,10 +477,108 @@ def test_no_model_available_is_said_clearly(app_env, tmp_path, monkeypatch):
 
 
 def test_pages_are_thin():
-    for page in (ROOT / "pages").glob("*.py"):
-        src = page.read_text()
-        assert "import torch" not in src, page
-        assert "ui.page_setup(" in src, f"{page.name} must start behind the access gate"
+    for key, spec in ui.PAGES.items():
+        src = (ROOT / spec.file).read_text()
+        assert "import torch" not in src and "import core" not in src, spec.file
+        body = [ln for ln in src.split('"""')[-1].splitlines() if ln.strip()]
+        assert body == [
+            "from ui.gate import page_setup",
+            f"from ui.views import {key}",
+            f'page_setup("{key}")',
+            f"{key}.render()",
+        ], f"{spec.file} must start behind the access gate and only call its view"
+
+
+UI_MODULES = sorted((ROOT / "ui").rglob("*.py"))
+
+
+def imports(src: str) -> set[tuple[str, str]]:
+    """(module, name) of every import in a module's source ("" name for `import x`)"""
+    out = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Import):
+            out |= {(a.name, "") for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out |= {(node.module, a.name) for a in node.names}
+    return out
+
+
+def test_ui_package_layers():
+    """only ui/engine.py talks to the engine; nothing imports the store or core.analyze"""
+    assert not (ROOT / "ui.py").exists()
+    assert len(UI_MODULES) >= 8
+    for mod in UI_MODULES:
+        src = mod.read_text()
+        name = mod.relative_to(ROOT).as_posix()
+        assert ast.get_docstring(ast.parse(src)), f"{name} needs a docstring"
+        assert len(src.splitlines()) <= 400, f"{name} is over 400 lines"
+        imported = imports(src)
+        modules = {m for m, _ in imported}
+        assert not {m for m in modules if m.startswith("core.analyze")}, name
+        store = {n for m, n in imported if m == "core.store" or m.startswith("core.store.")}
+        assert store <= {"StoreError", "NotStoredError"}, (name, store)
+        assert ("core", "store") not in imported, name
+        if name != "ui/engine.py":
+            assert "core.service" not in modules and ("core", "service") not in imported, name
+        assert not re.search(r"\bdb\s*=", src), f"{name} threads a store path by hand"
+        assert not re.search(r"\*,[^)]*\bkey: str", src), (
+            f"{name}: widget key prefixes are prefix=, key means a model key"
+        )
+
+
+def test_a_new_explanation_method_needs_no_ui_edit(app_env, monkeypatch):
+    """the method picker, its description and its cost come from the registry"""
+    extra = Explainer(
+        name="occlusion", version="1", fn=lambda *a, **k: None,
+        description="zeroes one segment at a time", label="Occlusion sweep",
+        cost="One forward pass per segment: a few seconds.",
+    )  # fmt: skip
+    backend = app_env["explain"]
+    monkeypatch.setattr(backend, "EXPLAINERS", {**EXPLAINERS, "occlusion": extra})
+    monkeypatch.setattr(backend, "explain_params", lambda method, **kw: explain_params(
+        "gradcam" if method == "occlusion" else method, **kw))  # fmt: skip
+    a = analyse(wav_bytes(seed=11), "new_method.wav", app_env["db"])
+    at = new_app(sha=a.sha256, method="occlusion")
+    at.run()
+    assert_clean(at)
+    picker = at.selectbox(key="analyze_method")
+    assert picker.value == "occlusion"
+    assert "Occlusion sweep" in picker.options
+    shown = texts(at)
+    assert "**Occlusion sweep**: zeroes one segment at a time" in shown
+    assert "One forward pass per segment: a few seconds." in shown
+    assert at.button(key="analyze_compute").proto.label == "Compute Occlusion sweep"
+
+
+def test_unreadable_secrets_file_keeps_the_app_closed(app_env, tmp_path):
+    """a secrets file that may hold the password but does not parse: fail closed"""
+    from streamlit import config
+
+    bad = tmp_path / "secrets.toml"
+    bad.write_text('access_password = "unterminated\n')
+    before = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(bad)])
+    try:
+        at = new_app()
+        at.run()
+    finally:
+        config.set_option("secrets.files", before)
+    assert_clean(at)
+    assert [t.value for t in at.title] == [ui.gate.GATE_TITLE]
+    assert any("cannot be read" in e.value for e in at.error)
+    assert not at.get("page_link") and not at.get("file_uploader")
+
+
+def test_one_colour_helper_for_verdicts_and_badges():
+    from core.colours import BONAFIDE_BLUE, NEUTRAL, SPOOF_RED
+    from ui import widgets
+
+    assert widgets.verdict_style(1.0) == f"background:{SPOOF_RED};color:#ffffff"
+    assert widgets.verdict_style(0.0) == f"background:{BONAFIDE_BLUE};color:#ffffff"
+    assert widgets.verdict_style(0.5) == f"background:{NEUTRAL};color:#222222"
+    html = widgets.badge("<b>x</b>", style="background:#000")
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>" not in html
+    assert "background:#000" in html
 
 
 def test_core_never_imports_streamlit():

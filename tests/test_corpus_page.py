@@ -9,12 +9,12 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
 from core import store
-from core.analyze import prediction_params
 from core.audio import load_audio
-from core.batch import summarise_batch
 from core.explain import EXPLAINERS, explain_params
 from core.explain.base import Explanation
+from core.keys import explanation_key, verdict_key
 from core.registry import MODELS
+from core.service import Engine, audio_info
 
 MODEL = "tssd1d"
 
@@ -34,15 +34,12 @@ def _fill(db, files):
     for i, (fid, system, key, p, values) in enumerate(files):
         data = _wav(i)
         a = load_audio(data)
-        info = {k: getattr(a, k) for k in ("sha256", "n_bytes", "orig_sample_rate",
-                                           "orig_channels", "orig_format", "rms_dbfs",
-                                           "near_silent")}
-        store.record_audio({**info, "duration": a.duration}, data, f"{fid}.wav", db=db)
+        store.record_audio(audio_info(a), data, f"{fid}.wav", db=db)
         verdict = {"p_spoof": p, "label": "spoof" if p >= 0.5 else "bonafide",
                    "max_p_spoof": p, "max_window": 0,
                    "windows": [{"start": 0.0, "end": 1.0, "p_spoof": p}], "seconds": 0.1}
-        store.get_or_compute_prediction(a.sha256, MODEL, spec.sha256, prediction_params(spec),
-                                        lambda v=verdict: v, db=db)
+        # the keys every reader builds (core.keys), so the page finds these rows current
+        store.get_or_compute_prediction(verdict_key(a.sha256, spec), lambda v=verdict: v, db=db)
         params = explain_params("shap", segments=len(values))
         e = Explanation(
             model=MODEL, weights_sha256=spec.sha256, method="shap",
@@ -54,9 +51,8 @@ def _fill(db, files):
             values=np.asarray(values, float), dense=None,
             deletion_curve=np.zeros(len(values) + 1), deletion_random=np.zeros(len(values) + 1),
         )
-        store.get_or_compute_explanation(a.sha256, MODEL, spec.sha256, "shap",
-                                         EXPLAINERS["shap"].version, params,
-                                         lambda r=e.to_record(): r, db=db)
+        ek = explanation_key(a.sha256, spec, "shap", window=0, segments=len(values))
+        store.get_or_compute_explanation(ek, lambda r=e.to_record(): r, db=db)
         store.record_batch_file(batch="demo", file_id=fid, system=system, key=key,
                                 sha256=a.sha256, status="done", error=None, db=db)
     store.record_batch_file(batch="demo", file_id="BROKEN", system="A02", key="spoof",
@@ -70,7 +66,7 @@ def test_corpus_page_shows_eer_and_attack_maps(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPFAKE_PASSWORD", raising=False)
     _fill(db, [("B1", "-", "bonafide", 0.1, [0, 1]), ("B2", "-", "bonafide", 0.3, [1, 0]),
                ("S1", "A01", "spoof", 0.9, [3, 1]), ("S2", "A01", "spoof", 0.2, [1, 1])])
-    summary = summarise_batch("demo", db=db)
+    summary = Engine(db).corpus_summary("demo")
     eer = {r["system"]: r for r in summary.eer}
     assert eer["A01"]["eer_percent"] == 50.0  # S2 (0.2) sits below B2 (0.3)
     [a01] = [p for p in summary.profiles if p.system == "A01"]
@@ -91,5 +87,8 @@ def test_corpus_page_shows_eer_and_attack_maps(tmp_path, monkeypatch):
     assert set(eer_df["system"]) == {"all", "A01"}
     files_df = frames[1].value
     assert set(files_df["status"]) == {"done", "failed"}
+    done = files_df[files_df["status"] == "done"]
+    assert all("/?sha=" in link for link in done["open"])  # each file's share link
+    assert files_df[files_df["status"] == "failed"]["open"].isna().all()
     assert "1 failed" in " ".join(c.value for c in at.caption)
     assert len(at.get("arrow_vega_lite_chart")) >= 1 or len(at.get("vega_lite_chart")) >= 1

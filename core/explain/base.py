@@ -87,6 +87,12 @@ class Explainer:
     fn: Callable[..., MethodResult]
     default_n_samples: Callable[[int], int] | None = None
     description: str = ""
+    label: str = ""  # display name ("Grad-CAM"); "" = the registry key
+    cost: str = ""  # one sentence on how long it takes, for people waiting on it
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
 
     @property
     def uses_n_samples(self) -> bool:

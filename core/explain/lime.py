@@ -115,4 +115,6 @@ EXPLAINER = Explainer(
     default_n_samples=default_n_samples,
     description="LIME surrogate coefficients of P(target), Captum Lime, exponential "
     "kernel",
+    label="LIME",
+    cost="Runs the model tens of times: up to a minute on CPU.",
 )

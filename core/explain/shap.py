@@ -63,4 +63,6 @@ EXPLAINER = Explainer(
     fn=kernel_shap,
     default_n_samples=default_n_samples,
     description="segment Shapley values of P(target), Captum KernelShap",
+    label="SHAP",
+    cost="Runs the model tens of times: up to a minute on CPU.",
 )
