@@ -26,6 +26,7 @@ from .quality import InputQuality, with_windows
 from .registry import weights_dir
 
 CALIBRATION_NAME = "calibration.json"
+METRICS_NAME = "calibration.metrics.json"  # held-out measurements (calibrate --eval-protocol)
 
 _CACHE: dict[str, tuple[int, CalibrationFile | None, str | None]] = {}
 _CACHE_LOCK = threading.Lock()
@@ -33,6 +34,10 @@ _CACHE_LOCK = threading.Lock()
 
 def calibration_path(directory: str | Path | None = None) -> Path:
     return Path(directory or weights_dir()) / CALIBRATION_NAME
+
+
+def calibration_metrics_path(directory: str | Path | None = None) -> Path:
+    return Path(directory or weights_dir()) / METRICS_NAME
 
 
 def load_calibration(

@@ -204,3 +204,10 @@ def corpus_summary(name: str, updated: str):
 @st.cache_data(max_entries=8, show_spinner=False)
 def _corpus_summary(db: str, name: str, updated: str):
     return engine().corpus_summary(name)
+
+
+def calibration_metrics_path():
+    """calibration.metrics.json next to the calibration file (core.cli.calibrate)."""
+    from core.assessment import calibration_metrics_path
+
+    return calibration_metrics_path()

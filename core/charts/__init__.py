@@ -22,7 +22,7 @@ from .evidence import (
     segment_chart,
     waveform_chart,
 )
-from .scores import agreement_chart, deletion_chart, timeline_chart
+from .scores import agreement_chart, deletion_chart, reliability_chart, timeline_chart
 
 __all__ = [
     "CQT_MAX_BINS",
@@ -38,6 +38,7 @@ __all__ = [
     "evidence_limit",
     "evidence_scale",
     "segment_chart",
+    "reliability_chart",
     "timeline_chart",
     "waveform_chart",
 ]

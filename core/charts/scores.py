@@ -163,3 +163,37 @@ def agreement_chart(labels: Sequence[str], matrix: np.ndarray, *, height: int = 
         )
     )
     return alt.layer(cells, text).properties(height=height, width="container")
+
+
+def reliability_chart(curves: Mapping[str, dict], *, height: int = 260) -> alt.LayerChart:
+    """
+    Reliability diagram: per bin, mean predicted P(spoof) against the observed spoof
+    share, one line per model, with the diagonal (perfect calibration).
+
+    curves : {name: Reliability.to_json()} (mean_predicted, observed, count per bin)
+    """
+    rows = [
+        {"model": name, "predicted": p, "observed": o, "files": int(n)}
+        for name, c in curves.items()
+        for p, o, n in zip(c["mean_predicted"], c["observed"], c["count"])
+        if n and p is not None and o is not None
+    ]
+    df = pd.DataFrame(rows, columns=["model", "predicted", "observed", "files"])
+    axis = alt.Scale(domain=[0, 1])
+    diagonal = (
+        alt.Chart(pd.DataFrame({"predicted": [0.0, 1.0], "observed": [0.0, 1.0]}))
+        .mark_line(strokeDash=[4, 4], color="#888")
+        .encode(x=alt.X("predicted:Q", scale=axis), y=alt.Y("observed:Q", scale=axis))
+    )
+    lines = (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("predicted:Q", scale=axis, title="mean calibrated P(spoof) in bin"),
+            y=alt.Y("observed:Q", scale=axis, title="observed share of spoofs"),
+            color=alt.Color("model:N", title=None),
+            tooltip=["model", alt.Tooltip("predicted:Q", format=".2f"),
+                     alt.Tooltip("observed:Q", format=".2f"), "files"],
+        )  # fmt: skip
+    )
+    return (diagonal + lines).properties(height=height)

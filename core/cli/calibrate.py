@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..assessment import calibration_path
+from ..assessment import METRICS_NAME, calibration_path
 from ..audio import AudioError
 from ..calibrate import DEFAULT_DEGRADE, cached_scores, fit, measure
 from ..calibration import as_labels
 from ..data import parse_protocol
 from ..registry import WeightsError, available_models
 from .common import one_line, print_err
-
-METRICS_NAME = "calibration.metrics.json"
 
 
 def cmd_calibrate(args) -> int:

@@ -11,7 +11,7 @@ import streamlit as st
 from core.audio import AudioError
 from core.registry import WeightsError
 from core.store import StoreError
-from ui import engine, widgets
+from ui import engine, verdict, widgets
 from ui.links import share_box, share_url
 from ui.views.explanation import (
     explanation_controls,
@@ -56,6 +56,9 @@ def render() -> None:
     analysis = widgets.analysis_or_stop(sha)
     widgets.audio_header(analysis)
     st.header("1 · Verdicts")
+    verdict.combined_card(analysis)
+    verdict.warnings_block(analysis)
+    st.markdown("##### Per model")
     widgets.verdict_cards(analysis)
     st.markdown("##### P(spoof) over time")
     widgets.timeline(analysis)

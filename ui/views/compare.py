@@ -18,7 +18,7 @@ from core.detect import Verdict
 from core.explain.base import Explanation
 from core.results import Analysis
 from core.store import StoreError
-from ui import engine, widgets
+from ui import engine, verdict, widgets
 from ui.links import share_box, share_url
 from ui.views.explanation import View, compute_explanation
 
@@ -50,6 +50,8 @@ def render() -> None:
 
     widgets.audio_header(analysis)
     st.header("Verdicts")
+    verdict.combined_card(analysis)
+    verdict.warnings_block(analysis)
     st.dataframe(widgets.verdict_rows(analysis), hide_index=True, width="stretch")
     widgets.timeline(analysis)
     if not analysis.verdicts:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.combined import BAND_LABELS
 from core.store import StoreError
 from ui import PAGES, engine, widgets
 from ui.links import share_box, share_url
+from ui.verdict import band_badge
 
 PREFIX = "history"
 PAGE_SIZE = 25
@@ -24,6 +26,7 @@ HISTORY_SORTS = {
     "p_spoof": "highest P(spoof)",
 }
 LABELS = {"any": "any", "spoof": "spoof", "bonafide": "bona fide"}
+BANDS = {"any": "any", **BAND_LABELS}
 
 
 def render() -> None:
@@ -34,12 +37,15 @@ def render() -> None:
         "from the store at once: no model runs again."
     )
     p = PREFIX
-    c1, c2, c3 = st.columns([3, 2, 3])
+    c1, c0, c2, c3 = st.columns([3, 2, 2, 3])
     search = c1.text_input(
         "Search file names", key=f"{p}_search", placeholder="e.g. call_0412"
     )
+    band = c0.selectbox(
+        "Combined verdict", list(BANDS), key=f"{p}_band", format_func=BANDS.get
+    )
     label = c2.selectbox(
-        "Verdict", list(LABELS), key=f"{p}_label", format_func=LABELS.get
+        "Some model said", list(LABELS), key=f"{p}_label", format_func=LABELS.get
     )
     model = c3.selectbox(
         "By model",
@@ -58,6 +64,7 @@ def render() -> None:
     page_no = max(1, int(st.session_state.get(f"{p}_page", 1)))
     result = history_page(
         search=search,
+        band=band,
         label=label,
         model=model,
         since=since,
@@ -117,7 +124,7 @@ def render() -> None:
 
 
 def history_page(
-    *, search, label, model, since, until, sort, descending, page, page_size
+    *, search, band="any", label, model, since, until, sort, descending, page, page_size
 ):
     """One page of the store's history, or None after showing why it failed."""
     if since and until and since > until:
@@ -126,6 +133,7 @@ def history_page(
     try:
         return engine.history(
             filename=search.strip() or None,
+            band=None if band == "any" else band,
             label=None if label == "any" else label,
             model=None if model == "any" else model,
             since=since or None,
@@ -150,6 +158,7 @@ def history_frame(items: list[dict]):
             "file": it.get("filename") or "",
             "hash": widgets.short(it["sha256"]),
             "duration (s)": round(float(it.get("duration") or 0.0), 2),
+            "combined": _combined_text(it.get("combined")),
         }
         for key, p in (it.get("predictions") or {}).items():
             word = "spoof" if p["label"] == "spoof" else "bona fide"
@@ -158,6 +167,14 @@ def history_frame(items: list[dict]):
         row["last seen"] = _when(it.get("last_seen"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _combined_text(c: dict | None) -> str:
+    if not c:
+        return ""
+    shown = c["p_spoof"] is not None and c["band"] != "too_short"
+    p = f" ({c['p_spoof']:.2f})" if shown else ""
+    return c["label"] + p + (" · models disagree" if c["models_disagree"] else "")
 
 
 def history_columns() -> dict:
@@ -180,7 +197,9 @@ def _when(iso: str | None) -> str:
 
 def history_verdict_line(item: dict) -> str:
     """The chosen analysis' verdicts as badges, and what is known of the file (HTML)."""
-    parts = [
+    c = item.get("combined")
+    parts = [band_badge(c["band"], None if c["band"] == "too_short" else c["p_spoof"])] if c else []
+    parts += [
         widgets.badge(
             f"{engine.model_name(key)}: {widgets.verdict_word(p['label'])} "
             f"{float(p['p_spoof']):.2f}",

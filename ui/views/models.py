@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.registry import weights_dir
-from ui import engine, widgets
+from ui import engine, verdict, widgets
 
 
 def render() -> None:
@@ -33,6 +33,7 @@ def render() -> None:
         )
     for card in cards:
         model_card(card)
+    verdict.calibration_section()
 
 
 def model_card(card: dict) -> None:
