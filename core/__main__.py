@@ -1,3 +1,5 @@
+"""`python -m core ...`: the command line (core.cli)."""
+
 import sys
 
 from .cli import main

@@ -1,0 +1,1 @@
+"""The networks: Res-TSSDNet 1D/2D (tssdnet.py) and AASIST / AASIST-L (aasist.py)."""
