@@ -225,32 +225,29 @@ def agreement_section(
         return
     models = list(plan.windows)
     tabs = st.tabs(["Between methods (per model)", "Between models (per method)"])
+    by_model = {
+        engine.model_name(m): {engine.method_label(meth): grid[(m, meth)]
+                               for meth in plan.methods if (m, meth) in grid}
+        for m in models
+    }  # fmt: skip
+    by_method = {
+        engine.method_label(meth): {engine.model_name(m): grid[(m, meth)]
+                                    for m in models if (m, meth) in grid}
+        for meth in plan.methods
+    }  # fmt: skip
     with tabs[0]:
-        shown = False
-        for m in models:
-            sub = {
-                engine.method_label(meth): grid[(m, meth)]
-                for meth in plan.methods
-                if (m, meth) in grid
-            }
-            if len(sub) >= 2:
-                _agreement_block(engine.model_name(m), sub)
-                shown = True
-        if not shown:
-            st.caption("No model has two methods computed yet.")
+        _agreement_tab(by_model, "No model has two methods computed yet.")
     with tabs[1]:
-        shown = False
-        for meth in plan.methods:
-            sub = {
-                engine.model_name(m): grid[(m, meth)]
-                for m in models
-                if (m, meth) in grid
-            }
-            if len(sub) >= 2:
-                _agreement_block(engine.method_label(meth), sub)
-                shown = True
-        if not shown:
-            st.caption("No method has been computed for two models yet.")
+        _agreement_tab(by_method, "No method has been computed for two models yet.")
+
+
+def _agreement_tab(groups: dict[str, dict[str, Explanation]], empty: str) -> None:
+    """one agreement block per group that has at least two explanations"""
+    shown = [title for title, expls in groups.items() if len(expls) >= 2]
+    for title in shown:
+        _agreement_block(title, groups[title])
+    if not shown:
+        st.caption(empty)
 
 
 def _agreement_block(title: str, expls: dict[str, Explanation]) -> None:
