@@ -1,6 +1,8 @@
 """Audio front end: decode, mix down, resample, and fit to a model's input length.
 
-Pure functions of bytes and arrays, in the style of whisper/audio.py.
+Pure functions of bytes and arrays, in the style of whisper/audio.py. A file that
+cannot be decoded is named by what its first bytes say it is: "damaged FLAC file (...)"
+when it starts as FLAC, WAV, Ogg or MP3 does, "not a supported audio file" otherwise.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,10 @@ class EmptyFileError(AudioError):
 
 class UnsupportedAudioError(AudioError):
     pass
+
+
+class DamagedAudioError(AudioError):
+    """The file starts as a known container (FLAC, WAV, Ogg, MP3) but won't decode."""
 
 
 class NoSamplesError(AudioError):
@@ -98,6 +105,12 @@ def load_audio(
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        container = sniff_container(data)
+        if container is not None:
+            raise DamagedAudioError(
+                f"damaged {container} file ({_decode_failure(e)}): it may be truncated "
+                f"or corrupt"
+            ) from e
         raise UnsupportedAudioError(
             "not a supported audio file (wav, flac, mp3 or ogg could not be decoded)"
         ) from e
@@ -128,6 +141,43 @@ def load_audio(
         rms_dbfs=rms_dbfs,
         near_silent=rms_dbfs < SILENCE_DBFS,
     )
+
+
+def sniff_container(data: bytes) -> str | None:
+    """
+    "FLAC", "WAV", "Ogg" or "MP3" when the first bytes are that container's signature
+    (an MP3 by its ID3 tag or a valid MPEG audio frame header), else None.
+    """
+    if data[:4] == b"fLaC":
+        return "FLAC"
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "WAV"
+    if data[:4] == b"OggS":
+        return "Ogg"
+    if data[:3] == b"ID3" or _mpeg_frame_header(data[:4]):
+        return "MP3"
+    return None
+
+
+def _mpeg_frame_header(head: bytes) -> bool:
+    # 11 sync bits, then no reserved version, layer, bitrate or sample-rate code
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 0b11, (head[1] >> 1) & 0b11
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 0b11
+    return version != 0b01 and layer != 0b00 and bitrate != 0b1111 and rate != 0b11
+
+
+def _decode_failure(e: Exception) -> str:
+    """libsndfile's reason in one short line ("not a regular file" means no frames)."""
+    if isinstance(e, sf.LibsndfileError):
+        text = e.error_string
+        if "not a regular file" in text:
+            text = "no audio frame could be read"
+    else:
+        text = str(e)
+    text = re.sub(r"^Error( in \w+ file)?\s*[:.]?\s*", "", " ".join(text.split()))
+    return text.rstrip(".")[:60] or type(e).__name__
 
 
 def _too_long(seconds: float, limit: float) -> str:

@@ -159,7 +159,7 @@ class Engine(Explaining):
             audio.samples, orig_sample_rate=audio.orig_sample_rate,
             orig_format=audio.orig_format,
         )  # fmt: skip
-        if self.db_path is not None and row is not None:
+        if self.db_path is not None and row is not None and not store.is_read_only(self.db_path):
             store.set_audio_quality(sha256, signal.to_json(), db=self.db_path)
         return signal
 

@@ -6,6 +6,7 @@ import soundfile as sf
 
 from core.audio import (
     SAMPLE_RATE,
+    DamagedAudioError,
     EmptyFileError,
     NoSamplesError,
     NonFiniteAudioError,
@@ -15,6 +16,7 @@ from core.audio import (
     fit_length,
     frame_windows,
     load_audio,
+    sniff_container,
     window_starts,
 )
 
@@ -139,3 +141,55 @@ def test_short_file_is_one_tiled_window():
     batch, starts = frame_windows(x, 2500, 1250)
     assert starts == [0]
     np.testing.assert_array_equal(batch[0], np.tile(x, 3)[:2500])
+
+
+# ---------------------------------------------------------- damaged vs unsupported
+
+
+@pytest.mark.parametrize(
+    "fmt, subtype, keep, name",
+    [
+        ("FLAC", "PCM_16", 0.5, "FLAC"),  # half a FLAC stream: the decoder loses sync
+        ("FLAC", "PCM_16", 0.002, "FLAC"),  # cut inside the STREAMINFO block
+        ("WAV", "PCM_16", 0.0005, "WAV"),  # RIFF/WAVE header, no data chunk
+        ("OGG", "VORBIS", 0.02, "Ogg"),
+        ("MP3", "MPEG_LAYER_III", 0.02, "MP3"),
+    ],
+)
+def test_truncated_file_says_damaged_and_names_its_format(fmt, subtype, keep, name):
+    data = encode(tone(440, 2.0, 16_000), 16_000, fmt, subtype)
+    cut = data[: max(30, int(len(data) * keep))]
+    with pytest.raises(DamagedAudioError, match=rf"^damaged {name} file \(.+\)") as err:
+        load_audio(cut)
+    assert "not a supported" not in str(err.value)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 120
+
+
+def test_flac_magic_followed_by_garbage_is_damaged_not_unsupported():
+    with pytest.raises(DamagedAudioError, match="damaged FLAC file"):
+        load_audio(b"fLaC but not really" * 20)
+
+
+@pytest.mark.parametrize(
+    "head, container",
+    [
+        (b"fLaC\x00\x00\x00\x22", "FLAC"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "WAV"),
+        (b"RIFF\x24\x00\x00\x00AVI LIST", None),  # RIFF, but a video
+        (b"OggS\x00\x02", "Ogg"),
+        (b"ID3\x04\x00\x00", "MP3"),
+        (b"\xff\xfb\x90\x00", "MP3"),  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz
+        (b"\xff\xf3\x88\xc4", "MP3"),  # MPEG-2 layer III (what libsndfile writes at 16 kHz)
+        (b"\xff\xeb\x90\x00", None),  # version bits 01: reserved
+        (b"\xff\xfb\xf0\x00", None),  # bitrate code 1111: invalid
+        (b"\xff\xff\xff\xff", None),
+        (b"hello", None),
+    ],
+)
+def test_sniff_container(head, container):
+    assert sniff_container(head + bytes(64)) == container
+
+
+def test_bytes_that_only_look_like_frame_sync_stay_unsupported():
+    with pytest.raises(UnsupportedAudioError, match="not a supported audio file"):
+        load_audio(b"\xff" * 4096)

@@ -42,7 +42,7 @@ def test_local_batch_fills_the_store_and_resumes(tmp_path, subset, official_weig
     rep = run_batch(entries, audio, name="subset", models=[MODEL], methods=["gradcam"],
                     workers=1, db=db, progress=False)
     assert rep.computed == 6 and rep.skipped == 0
-    assert list(rep.failed) == ["MS_E_BROKEN"] and "not a supported audio file" in rep.failed["MS_E_BROKEN"]
+    assert list(rep.failed) == ["MS_E_BROKEN"] and "damaged FLAC file" in rep.failed["MS_E_BROKEN"]
     files = {f["file_id"]: f for f in Engine(db).batch_files("subset")}
     assert files["MS_E_BROKEN"]["status"] == "failed" and files["MS_E_BROKEN"]["error"]
     assert sum(f["status"] == "done" for f in files.values()) == 6

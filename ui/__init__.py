@@ -1,9 +1,11 @@
 """The dashboard's Streamlit layer: the page table here, the rest in submodules.
 
     ui.gate       access password, page_setup (first call of every page), sidebar
+    ui.access     the gate's rules (no streamlit): settings, networks, rate limiter
     ui.engine     the one core.service.Engine per server and cached adapters over it
     ui.links      share URLs and reading the query string
     ui.widgets    drawing blocks shared by pages: verdict cards, badges, exports, ...
+    ui.verdict    the combined verdict, input warnings, calibration (Models page)
     ui.views.*    one page body each (render()); pages/*.py only call them
 
 Only ui.engine talks to the engine; the views draw what it returns.

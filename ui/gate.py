@@ -1,47 +1,67 @@
-"""The page shell: access password gate, page_setup (every page's first call), sidebar.
+"""The page shell: the access gate, page_setup (every page's first call), sidebar.
 
-The password comes from st.secrets["access_password"], else $DEEPFAKE_PASSWORD; with
-neither the app is open, and says so. A secrets file that exists but cannot be read
-keeps the app closed (it might hold the password) and says why. A session that gave
-the password keeps a fingerprint of it, never the password itself, so changing the
-password logs every session out.
+The policy lives in ui.access; this module reads its settings and draws it. The
+password comes from st.secrets["access_password"], else $DEEPFAKE_PASSWORD; the
+allowed networks from st.secrets["allowed_networks"], else $DEEPFAKE_ALLOWED_NETWORKS.
+With no password the app is open, and says so. Any error reading either setting (a
+secrets file that does not parse, a password under 12 characters, a network that is
+not CIDR) keeps every page closed with the reason. The network list is checked on
+every run of every session; wrong passwords wait in ui.access.LIMITER. A session that
+gave the password keeps a fingerprint of it, never the password itself, so changing
+the password logs every session out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import os
+import uuid
 from pathlib import Path
 
 import streamlit as st
 
 from core.colours import BONAFIDE_BLUE, SPOOF_RED
-from ui import PAGES, engine
+from ui import PAGES, access, engine
+from ui.access import PASSWORD_ENV, PASSWORD_SECRET, AccessConfig, AccessConfigError
 from ui.widgets import badge
 
-PASSWORD_ENV = "DEEPFAKE_PASSWORD"
-PASSWORD_SECRET = "access_password"
 GATE_TITLE = ":material/lock: Synthetic speech detector"
+GateError = AccessConfigError  # the settings cannot be read: the app stays closed
+
+log = logging.getLogger(__name__)
 
 
-class GateError(RuntimeError):
-    """A password may be configured but cannot be read: the app stays closed."""
+def _secrets() -> dict:
+    """The parsed secrets ({} with no secrets file); GateError for any that fails."""
+    try:
+        if st.secrets.load_if_toml_exists():
+            return st.secrets.to_dict()
+        # load_if_toml_exists is False both for "no file" and for "a file that does
+        # not parse"; only the first means no secret
+        present = [p for p in st.get_option("secrets.files") if Path(p).exists()]
+    except Exception as e:  # unreadable, not UTF-8, ...: the password may be in it
+        raise GateError(f"the secrets cannot be read ({type(e).__name__}: {e})") from e
+    if present:
+        raise GateError(f"the secrets file {present[0]} exists but cannot be read")
+    return {}
+
+
+def access_config() -> AccessConfig:
+    """The access settings; GateError (AccessConfigError) for anything wrong in them."""
+    return access.read_config(_secrets(), os.environ)
 
 
 def configured_password() -> str | None:
     """st.secrets["access_password"], else $DEEPFAKE_PASSWORD, else None (open)."""
-    if st.secrets.load_if_toml_exists():
-        value = st.secrets.get(PASSWORD_SECRET)
-        if value:
-            return str(value)
-    else:
-        # load_if_toml_exists is False both for "no file" and for "a file that does not
-        # parse"; only the first means no secret
-        present = [p for p in st.get_option("secrets.files") if Path(p).exists()]
-        if present:
-            raise GateError(f"the secrets file {present[0]} exists but cannot be read")
-    return os.environ.get(PASSWORD_ENV) or None
+    return access_config().password
+
+
+def client_address() -> str | None:
+    """The client's IP address; None for this machine (Streamlit's convention)."""
+    return st.context.ip_address
 
 
 def _fingerprint(password: str) -> str:
@@ -49,20 +69,40 @@ def _fingerprint(password: str) -> str:
     return hashlib.sha256(b"deepfake-dashboard:" + password.encode()).hexdigest()
 
 
+def _log_once(flag: str, msg: str, *args) -> None:
+    # a refusal is logged once per session, not on every rerun
+    if not st.session_state.get(flag):
+        st.session_state[flag] = True
+        log.warning(msg, *args)
+
+
+def _closed(message: str) -> bool:
+    st.title(GATE_TITLE)
+    st.error(message)
+    return False
+
+
 def require_access() -> bool:
     """
-    True when the visitor may see the app. With a password configured and not yet
-    given in this session, draws the password form (and nothing else) and returns False.
+    True when the visitor may see the app. Otherwise draws the gate (a refusal, or the
+    password form) and nothing else, and returns False.
     """
     try:
-        password = configured_password()
-    except GateError as e:
-        st.title(GATE_TITLE)
-        st.error(f"Access is closed: {e}. Fix or remove it and restart the server.")
-        return False
-    if password is None:
+        cfg = access_config()
+    except AccessConfigError as e:
+        _log_once("access_logged_config", "access is closed: %s", e)
+        return _closed(f"Access is closed: {e}. Fix it and restart the server.")
+    address = client_address()
+    if not access.address_allowed(address, cfg.networks):
+        _log_once("access_logged_network", "refused a session from %s: not in "
+                  "the allowed networks", address or "localhost")  # fmt: skip
+        return _closed(
+            f"This server does not accept connections from your address "
+            f"({address or 'localhost'}). Ask the person who runs it."
+        )
+    if cfg.password is None:
         return True
-    if st.session_state.get("access_token") == _fingerprint(password):
+    if st.session_state.get("access_token") == _fingerprint(cfg.password):
         return True
     st.title(GATE_TITLE)
     st.write("This dashboard is protected. Enter the access password to continue.")
@@ -70,11 +110,37 @@ def require_access() -> bool:
         given = st.text_input("Access password", type="password", key="access_given")
         submitted = st.form_submit_button("Enter", type="primary")
     if submitted:
-        if hmac.compare_digest(given.encode(), password.encode()):
-            st.session_state["access_token"] = _fingerprint(password)
-            st.rerun()
-        st.error("Wrong password. Ask the person who runs this server.")
+        _check(given, cfg.password, address)
     return False
+
+
+def _check(given: str, password: str, address: str | None) -> None:
+    """One try, after the delay earned by earlier wrong ones; reruns on success."""
+    session = st.session_state.setdefault("access_session", uuid.uuid4().hex)
+    keys = (access.address_key(address), f"session:{session}")
+    limiter = access.LIMITER
+    wait = limiter.begin(keys)
+    if wait > 0:
+        with st.spinner(
+            f"Wrong passwords were tried from here: this try is checked in "
+            f"{math.ceil(wait)} s."
+        ):
+            limiter.sleep(wait)
+        wait = limiter.begin(keys)
+    if wait > 0:  # another session from this address took the turn
+        st.error(
+            f"Another try is being checked: wait {math.ceil(wait)} s and try again."
+        )
+        return
+    if hmac.compare_digest(given.encode(), password.encode()):
+        limiter.succeeded(keys)
+        st.session_state["access_token"] = _fingerprint(password)
+        st.rerun()
+    wait = limiter.failed(keys, address=address)
+    st.error(
+        "Wrong password. Ask the person who runs this server. The next try is "
+        f"checked after {math.ceil(wait)} s."
+    )
 
 
 def page_setup(page: str) -> None:
@@ -96,15 +162,18 @@ def page_setup(page: str) -> None:
 
 def access_notice() -> None:
     """Whether the app is open to anyone who can reach it, in one caption."""
-    if configured_password() is None:
+    cfg = access_config()
+    nets = ", ".join(str(n) for n in cfg.networks)
+    where = f" Only from {nets}." if nets else ""
+    if cfg.password is None:
         st.caption(
             ":material/lock_open: **Open access**: no password is configured, so "
             "anyone who can reach this server can use it. Set "
             f"`{PASSWORD_SECRET}` in .streamlit/secrets.toml or ${PASSWORD_ENV} to "
-            "require one."
+            f"require one.{where}"
         )
     else:
-        st.caption(":material/lock: Password protected.")
+        st.caption(f":material/lock: Password protected.{where}")
 
 
 def sidebar() -> None:

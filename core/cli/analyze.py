@@ -1,9 +1,19 @@
-"""`analyze`: score (and explain) files through the engine and its store."""
+"""`analyze`: score (and explain) files through the engine and its store.
+
+Each file gets a progress bar on stderr, fed by the engine's progress(fraction, message)
+callback; with --json the bars are off unless --progress is given.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
+from typing import Callable, Iterator
+
+from tqdm import tqdm
 
 from .. import store
 from ..audio import AudioError, load_audio
@@ -63,6 +73,79 @@ def print_explanation(d: dict) -> None:
         print(f"      {where}  {d['values'][i]:+.4f}")
 
 
+@contextlib.contextmanager
+def file_progress(
+    name: str, *, steps: int, enabled: bool
+) -> Iterator[Callable[[int], Callable[[float, str], None]]]:
+    """
+    A bar on stderr for one file of ``steps`` engine calls (its analysis, then each
+    explanation); ``step(i)`` is the progress callback of call i, mapped into its
+    share of the bar.
+    """
+    bar = tqdm(
+        total=1.0, desc=name, file=sys.stderr, disable=not enabled, leave=True,
+        dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+    )  # fmt: skip
+
+    def step(i: int) -> Callable[[float, str], None]:
+        def report(fraction: float, message: str) -> None:
+            done = (i + min(max(float(fraction), 0.0), 1.0)) / steps
+            bar.n = max(bar.n, round(done, 4))  # never moves back
+            bar.set_postfix_str(message, refresh=False)
+            bar.refresh()
+
+        return report
+
+    try:
+        yield step
+    finally:
+        bar.close()
+
+
+def _say(fn: Callable, *args) -> None:
+    # a line printed while a bar is drawn: clear the bar, print, redraw it
+    with tqdm.external_write_mode():
+        fn(*args)
+
+
+def _analyze_file(
+    eng, f: str, data: bytes, keys, methods, args, step
+) -> tuple[dict, int]:
+    """(the file's JSON report, number of failures); prints as it goes unless --json"""
+    try:
+        audio = load_audio(data)
+        a = eng.analyze_audio(audio, data, Path(f).name, models=keys, progress=step(0))
+    except (AudioError, WeightsError, store.StoreError, ValueError) as e:
+        _say(print_err, f"{f}: {one_line(e)}")
+        return {"file": f, "error": one_line(e)}, 1
+    report, failed = {"file": f, **a.to_json(), "explanations": []}, 0
+    if not args.json:
+        _say(print_analysis, f, a)
+    pairs = [(key, method) for key in keys for method in methods]
+    for i, (key, method) in enumerate(pairs, start=1):
+        try:
+            r = eng.explain_audio(
+                audio, key, method, verdict=a.verdicts[key], window=args.window,
+                target=args.target, segments=args.segments, n_evals=args.n_evals,
+                seed=args.seed, progress=step(i),
+            )  # fmt: skip
+        except Exception as e:  # one explanation failing must not stop the run
+            msg = one_line(e)
+            if not isinstance(e, (ValueError, WeightsError, store.StoreError)):
+                msg = f"{type(e).__name__}: {msg}"
+            _say(print_err, f"{f}: {key} {method}: {msg}")
+            failure = {"model": key, "method": method, "error": msg}
+            report["explanations"].append(failure)
+            failed += 1
+            continue
+        step(i)(1.0, f"{key} {method} done")
+        d = explanation_json(r.explanation, cached=r.cached, seconds=r.seconds)
+        report["explanations"].append(d)
+        if not args.json:
+            _say(print_explanation, d)
+    return report, failed
+
+
 def cmd_analyze(args) -> int:
     methods = [m.strip() for m in (args.explain or "").split(",") if m.strip()]
     try:
@@ -77,6 +160,7 @@ def cmd_analyze(args) -> int:
         print_err(one_line(e))
         return 1
     failed, out = 0, []
+    show_bars = args.progress if args.progress is not None else not args.json
     for f in args.files:
         try:
             data = Path(f).read_bytes()
@@ -85,38 +169,14 @@ def cmd_analyze(args) -> int:
             out.append({"file": str(f), "error": f"cannot read: {e.strerror or e}"})
             failed += 1
             continue
-        try:
-            audio = load_audio(data)
-            a = eng.analyze_audio(audio, data, Path(f).name, models=keys)
-        except (AudioError, WeightsError, store.StoreError, ValueError) as e:
-            print_err(f"{f}: {one_line(e)}")
-            out.append({"file": str(f), "error": one_line(e)})
-            failed += 1
-            continue
-        report = {"file": str(f), **a.to_json(), "explanations": []}
-        if not args.json:
-            print_analysis(str(f), a)
-        for key in keys:
-            for method in methods:
-                try:
-                    r = eng.explain_audio(
-                        audio, key, method, verdict=a.verdicts[key], window=args.window,
-                        target=args.target, segments=args.segments, n_evals=args.n_evals,
-                        seed=args.seed,
-                    )  # fmt: skip
-                except Exception as e:  # one explanation failing must not stop the run
-                    msg = one_line(e)
-                    if not isinstance(e, (ValueError, WeightsError, store.StoreError)):
-                        msg = f"{type(e).__name__}: {msg}"
-                    print_err(f"{f}: {key} {method}: {msg}")
-                    report["explanations"].append({"model": key, "method": method, "error": msg})
-                    failed += 1
-                    continue
-                d = explanation_json(r.explanation, cached=r.cached, seconds=r.seconds)
-                report["explanations"].append(d)
-                if not args.json:
-                    print_explanation(d)
+        with file_progress(
+            Path(f).name, steps=1 + len(keys) * len(methods), enabled=show_bars
+        ) as step:
+            report, n_failed = _analyze_file(
+                eng, str(f), data, keys, methods, args, step
+            )
         out.append(report)
+        failed += n_failed
     if args.json:
         print(json.dumps(finite(out), indent=2))
     return 1 if failed else 0
@@ -137,6 +197,10 @@ def add_cli(subparsers) -> None:
                    help="model evaluations for SHAP/LIME (default: the method's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="a progress bar per file on stderr (default: on, off with --json)",
+    )  # fmt: skip
     add_db(p)
     p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
     p.set_defaults(func=cmd_analyze)

@@ -5,7 +5,8 @@ session and any process that shares the store file. The package is the only code
 touches SQL; it knows rows and dicts, core.results turns them into typed results and
 core.service decides what to compute.
 
-    schema    location, tables and migrations, connections, errors
+    schema    location, connections (read-write or read-only), errors
+    migrations  the tables, as sqlite-utils migration steps
     codecs    canonical JSON and numeric array blobs (no pickle)
     blobs     audio rows, upload names, the original bytes on disk
     flight    single flight: a missing result is computed once across processes
@@ -50,12 +51,14 @@ from .schema import (
     LABELS,
     MIGRATIONS,
     PROJECT_ROOT,
+    READONLY_ENV,
     SCHEMA_VERSION,
     SHA256_RE,
     SORT_KEYS,
     NotStoredError,
     StoreError,
     audio_dir,
+    is_read_only,
     open_db,
     resolve_db_path,
     schema_version,
@@ -86,12 +89,14 @@ __all__ = [
     "get_or_compute_prediction",
     "get_prediction",
     "HistoryPage",
+    "is_read_only",
     "LABELS",
     "list_batches",
     "list_history",
     "MIGRATIONS",
     "PROJECT_ROOT",
     "NotStoredError",
+    "READONLY_ENV",
     "open_db",
     "record_audio",
     "record_batch",

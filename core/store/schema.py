@@ -1,17 +1,7 @@
-"""The store's file: location, schema (sqlite-utils migrations), connections, errors.
+"""The store's file: location, connections (read-write or read-only), errors.
 
-Tables (built by MIGRATIONS; the step count is mirrored in ``PRAGMA user_version``):
-
-    audio         sha256 PK, size, duration, original rate/channels/format, first and
-                  last seen; the original bytes live in ``<store dir>/audio/<sha256>``
-                  (named by the hash, never by an uploaded name)
-    filenames     (sha256, filename) PK: every name the audio was uploaded under
-    predictions   key PK = core.keys.VerdictKey.key; per-window results, file score,
-                  label, seconds, created
-    explanations  key PK = core.keys.ExplanationKey.key; meta JSON, arrays as
-                  np.savez_compressed (loaded with allow_pickle=False), quality JSON
-    claims        key PK: who is computing a missing result right now (single flight)
-    batches, batch_files   corpus runs of core.batch: per file done/failed, sha256
+Tables and their steps: see migrations.py (the step count is mirrored in
+``PRAGMA user_version``).
 
 Concurrency: WAL journal, a busy timeout, every write inside BEGIN IMMEDIATE
 (``transaction``: a transaction never has to upgrade a read lock, the usual source of
@@ -19,6 +9,12 @@ Concurrency: WAL journal, a busy timeout, every write inside BEGIN IMMEDIATE
 thread). A file at the store path that is not our store (foreign, truncated, corrupt,
 written by a newer version) raises StoreError with a one-line message; it is never
 replaced.
+
+Read-only: with ``open_db(read_only=True)``, with $DEEPFAKE_DB_READONLY=1, or when the
+file or its folder is not writable, the store opens ``mode=ro`` (``immutable=1`` where
+a WAL store's shared memory cannot be created) with no migration and no WAL switch. It
+must already be at SCHEMA_VERSION; history and results read as usual, and every write
+raises StoreError saying the store is read-only.
 """
 
 from __future__ import annotations
@@ -33,15 +29,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from sqlite_utils import Database, Migrations
+from sqlite_utils import Database
+
+from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DB_ENV = "DEEPFAKE_DB"
 DEFAULT_DB = PROJECT_ROOT / "cache" / "analyses.db"
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DB_ENV = "DEEPFAKE_DB"
-DEFAULT_DB = PROJECT_ROOT / "cache" / "analyses.db"
+READONLY_ENV = "DEEPFAKE_DB_READONLY"  # "1": open the store read-only, whatever it is
 
 BUSY_TIMEOUT_S = 60.0  # a writer waits this long for the lock before giving up
 HEARTBEAT_S = 2.0  # a computing claim refreshes its heartbeat this often
@@ -54,7 +49,6 @@ SORT_KEYS = ("last_seen", "first_seen", "filename", "duration", "size", "p_spoof
 LABELS = ("spoof", "bonafide")
 
 
-
 class StoreError(RuntimeError):
     """The store cannot be used. ``str(err)`` is a one-line message for users."""
 
@@ -62,125 +56,6 @@ class StoreError(RuntimeError):
 class NotStoredError(StoreError, LookupError):
     """The requested audio is not in the store."""
 
-
-# --------------------------------------------------------------------------- schema
-
-MIGRATIONS = Migrations("deepfake-store")
-
-
-@MIGRATIONS()
-def m001_initial(db: Database) -> None:
-    db.table("audio").create(
-        {
-            "sha256": str,
-            "n_bytes": int,
-            "duration": float,  # seconds at 16 kHz
-            "orig_sample_rate": int,
-            "orig_channels": int,
-            "orig_format": str,
-            "rms_dbfs": float,
-            "near_silent": int,
-            "first_seen": str,  # ISO 8601 UTC
-            "last_seen": str,
-        },
-        pk="sha256",
-    )
-    db.table("filenames").create(
-        {"sha256": str, "filename": str, "first_seen": str, "last_seen": str},
-        pk=("sha256", "filename"),
-    )
-    db.table("predictions").create(
-        {
-            "key": str,
-            "audio_sha256": str,
-            "model": str,
-            "weights_sha256": str,
-            "params": str,  # canonical JSON
-            "p_spoof": float,
-            "label": str,
-            "max_p_spoof": float,
-            "max_window": int,
-            "windows": str,  # JSON [{start, end, p_spoof}]
-            "seconds": float,
-            "created": str,
-        },
-        pk="key",
-    )
-    db.table("predictions").create_index(["audio_sha256", "model"])
-    db.table("explanations").create(
-        {
-            "key": str,
-            "audio_sha256": str,
-            "model": str,
-            "weights_sha256": str,
-            "method": str,
-            "method_version": str,
-            "params": str,  # canonical JSON
-            "window": int,
-            "target": int,
-            "target_label": str,
-            "meta": str,  # JSON: the Explanation's non-array fields
-            "arrays": bytes,  # np.savez_compressed
-            "quality": str,  # JSON
-            "seconds": float,
-            "created": str,
-        },
-        pk="key",
-    )
-    db.table("explanations").create_index(["audio_sha256", "model", "method"])
-    db.table("claims").create(
-        {
-            "key": str,
-            "kind": str,
-            "owner": str,
-            "host": str,
-            "pid": int,
-            "claimed_at": float,  # unix time
-            "heartbeat": float,
-        },
-        pk="key",
-    )
-
-
-@MIGRATIONS()
-def m002_batches(db: Database) -> None:
-    # corpus runs (core.batch): which files of a protocol are done, failed, and why
-    db.table("batches").create(
-        {
-            "name": str,
-            "protocol": str,
-            "audio_dir": str,
-            "models": str,  # JSON list
-            "methods": str,  # JSON list
-            "created": str,
-            "updated": str,
-        },
-        pk="name",
-    )
-    db.table("batch_files").create(
-        {
-            "batch": str,
-            "file_id": str,
-            "system": str,  # attack id, "-" for bona fide (ASVspoof protocol)
-            "key": str,  # "bonafide" | "spoof"
-            "sha256": str,  # NULL when the file could not be read
-            "status": str,  # "done" | "failed"
-            "error": str,
-            "updated": str,
-        },
-        pk=("batch", "file_id"),
-    )
-    db.table("batch_files").create_index(["sha256"])
-
-
-@MIGRATIONS()
-def m003_audio_quality(db: Database) -> None:
-    # input-quality measurements of the signal (core.quality.InputQuality JSON), so a
-    # stored analysis shows its warnings without decoding the audio again
-    db.table("audio").add_column("quality", str)
-
-
-SCHEMA_VERSION = len(MIGRATIONS._migrations)  # mirrored in PRAGMA user_version
 
 
 # ----------------------------------------------------------------------- location
@@ -197,6 +72,25 @@ def resolve_db_path(db: str | Path | None = None) -> Path:
 def audio_dir(db: str | Path | None = None) -> Path:
     """Where the original bytes live: ``audio/`` next to the store file."""
     return resolve_db_path(db).parent / "audio"
+
+
+def is_read_only(db: str | Path | None = None, *, read_only: bool | None = None) -> bool:
+    """
+    Whether the store opens read-only: ``read_only`` when given, else $DEEPFAKE_DB_READONLY,
+    else whether the file exists and it or its folder is not writable. (Root writes
+    through any chmod, so a read-only copy served as root needs the variable.)
+    """
+    if read_only is not None:
+        return bool(read_only)
+    flag = os.environ.get(READONLY_ENV, "").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag not in ("", "0", "false", "no", "off"):
+        raise StoreError(f"${READONLY_ENV} must be 1 or 0, not {flag!r}")
+    path = resolve_db_path(db)
+    return path.exists() and not (
+        os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    )
 
 
 # ---------------------------------------------------------------------- connection
@@ -229,8 +123,17 @@ def _check_header(path: Path) -> None:
         )
 
 
+def read_only_error(path: Path) -> StoreError:
+    return StoreError(
+        f"the store {path} is read-only, so it cannot be changed (it can still be "
+        f"browsed); unset ${READONLY_ENV} or make the file and its folder writable"
+    )
+
+
 def _store_error(path: Path, e: sqlite3.Error) -> StoreError:
     msg = one_line(e)
+    if isinstance(e, sqlite3.OperationalError) and "readonly" in msg:
+        return read_only_error(path)
     if isinstance(e, sqlite3.OperationalError) and "locked" in msg:
         return StoreError(
             f"the store {path} stayed locked for {BUSY_TIMEOUT_S:.0f} s: {msg}"
@@ -245,12 +148,47 @@ def _store_error(path: Path, e: sqlite3.Error) -> StoreError:
     return StoreError(f"the store {path}: {msg}")
 
 
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """mode=ro, else immutable=1 where the WAL's shared memory cannot be created."""
+    if not path.exists():
+        raise StoreError(
+            f"there is no store at {path}; a read-only store cannot be created"
+        )
+    try:
+        conn = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            raise
+    except sqlite3.OperationalError as e:
+        if "readonly" not in str(e) and "unable to open" not in str(e):
+            raise
+        # immutable ignores the WAL, so it is only safe when the WAL holds nothing
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"the store {path} is read-only and {wal.name} holds changes not yet "
+                f"written back; open it once with write access, then read-only"
+            ) from e
+        conn = sqlite3.connect(
+            f"{path.as_uri()}?immutable=1", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
 @contextlib.contextmanager
-def _connect(path: Path) -> Iterator[Database]:
+def _connect(path: Path, *, read_only: bool = False) -> Iterator[Database]:
     """One connection for one operation; sqlite errors become StoreError."""
     _check_header(path)
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        if read_only:
+            conn = _open_read_only(path)
+        else:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as e:
         raise _store_error(path, e) from e
     try:
@@ -265,6 +203,9 @@ def _connect(path: Path) -> Iterator[Database]:
 @contextlib.contextmanager
 def transaction(db: Database) -> Iterator[Database]:
     """BEGIN IMMEDIATE: take the write lock up front (waits up to the busy timeout)."""
+    if db.execute("PRAGMA query_only").fetchone()[0]:
+        # before the body runs: record_audio writes the bytes file inside it
+        raise read_only_error(Path(db.execute("PRAGMA database_list").fetchone()[2]))
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
@@ -296,36 +237,69 @@ def _enable_wal(db: Database, path: Path) -> None:
             time.sleep(0.05)
 
 
+def _pending(db: Database, path: Path) -> list[str]:
+    """The schema steps not yet applied; StoreError for a foreign or newer file."""
+    known = [m.name for m in MIGRATIONS._migrations]
+    tables = set(db.table_names())
+    applied = {m.name for m in MIGRATIONS.applied(db)}
+    if tables and not applied:
+        shown = ", ".join(sorted(tables)[:5])
+        raise StoreError(
+            f"{path} is a SQLite database but not an analysis store (tables: "
+            f"{shown}); it was left untouched - choose another path (--db or ${DB_ENV})"
+        )
+    unknown = applied - set(known)
+    if unknown:
+        raise StoreError(
+            f"the store {path} was written by a newer version (schema steps "
+            f"{', '.join(sorted(unknown))}); upgrade this program to use it"
+        )
+    return [name for name in known if name not in applied]
+
+
 def _migrate(db: Database, path: Path) -> None:
-    known = {m.name for m in MIGRATIONS._migrations}
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if not _pending(db, path) and version == SCHEMA_VERSION:
+        return  # current: no write lock needed
     with transaction(db):
-        tables = set(db.table_names())
-        applied = {m.name for m in MIGRATIONS.applied(db)}
-        if tables and not applied:
-            shown = ", ".join(sorted(tables)[:5])
-            raise StoreError(
-                f"{path} is a SQLite database but not an analysis store (tables: "
-                f"{shown}); it was left untouched - choose another path (--db or ${DB_ENV})"
-            )
-        unknown = applied - known
-        if unknown:
-            raise StoreError(
-                f"the store {path} was written by a newer version (schema steps "
-                f"{', '.join(sorted(unknown))}); upgrade this program to use it"
-            )
+        _pending(db, path)  # again under the lock: another process may have migrated
         MIGRATIONS.apply(db)
         db.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
 
 
+def _require_current(db: Database, path: Path) -> None:
+    """A read-only store cannot be created or migrated: say which, in one line."""
+    pending = _pending(db, path)
+    if len(pending) == SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} holds no analysis store yet; a read-only store cannot be created"
+        )
+    if pending:
+        raise StoreError(
+            f"the store {path} has schema step {SCHEMA_VERSION - len(pending)} of "
+            f"{SCHEMA_VERSION} (written by an older version) and cannot be migrated "
+            f"read-only; open it once with write access to upgrade it"
+        )
+
+
 @contextlib.contextmanager
-def open_db(db: str | Path | None = None) -> Iterator[Database]:
+def open_db(
+    db: str | Path | None = None, *, read_only: bool | None = None
+) -> Iterator[Database]:
     """
     ``with open_db(path) as db:`` a validated, migrated store, WAL mode, busy timeout.
 
     The first open of a file in this process creates or migrates it; later opens only
     check its header. Raises StoreError for a foreign, corrupt or truncated file.
+    Read-only (see is_read_only): no migration, the schema must be current, writes
+    raise StoreError.
     """
     path = resolve_db_path(db)
+    if is_read_only(path, read_only=read_only):
+        with _connect(path, read_only=True) as conn:
+            _require_current(conn, path)
+            yield conn
+        return
     key = _ready_key(path)
     if key is None or key not in _READY:
         with _READY_LOCK:
@@ -351,5 +325,3 @@ def schema_version(db: str | Path | None = None) -> int:
     with open_db(db) as conn:
         return conn.execute("PRAGMA user_version").fetchone()[0]
 
-
-# ------------------------------------------------------------------- serialisation
