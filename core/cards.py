@@ -44,18 +44,26 @@ def measured_eers(sidecar: Path) -> list[str]:
 
 
 def limits(spec, window_seconds: float) -> list[str]:
-    official = "official" in spec.key
+    if spec.origin == "user":
+        learned = (
+            "Added by the user: what it learned and where it fails are what its "
+            "provenance and card say; this project has not checked them."
+        )
+    elif "official" in spec.key:
+        learned = (
+            "Learned ASVspoof 2019 LA (2019-era TTS and voice conversion, VCTK "
+            "speakers): newer generators, other languages, noise and codecs can fool it."
+        )
+    else:
+        learned = (
+            "Trained on minispoof, a tiny demo corpus: its error rates are not "
+            "a benchmark and say nothing about real-world deepfakes."
+        )
     return [
         "Trained at 16 kHz: anything above 8 kHz is discarded, and telephone-band or "
         "heavily compressed audio is outside its training conditions.",
         "The 0.5 threshold on P(spoof) is not calibrated for any false-alarm rate.",
-        (
-            "Learned ASVspoof 2019 LA (2019-era TTS and voice conversion, VCTK "
-            "speakers): newer generators, other languages, noise and codecs can fool it."
-            if official
-            else "Trained on minispoof, a tiny demo corpus: its error rates are not "
-            "a benchmark and say nothing about real-world deepfakes."
-        ),
+        learned,
         f"Files shorter than {window_seconds:.2f} s are tiled (repeated) to one "
         "window, as at training time; very short clips give weak evidence.",
     ]
@@ -64,10 +72,10 @@ def limits(spec, window_seconds: float) -> list[str]:
 def model_cards(directory: Path | None = None) -> list[dict]:
     """Everything the Models page shows, per registered model."""
     directory = directory or weights_dir()
-    card_path = directory / "MODEL_CARD.md"
-    card_text = card_path.read_text(encoding="utf-8") if card_path.exists() else ""
     out = []
     for spec in MODELS.values():
+        card_path = directory / spec.card  # the model's own card (user models: user/...)
+        card_text = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
         d = spec.to_json()
         out.append(
             {

@@ -1,18 +1,23 @@
 """Which detectors exist, where their weights are, and how to load them safely.
 
-An architecture (``Arch``) is the unit of extension: it carries its builder, default
-config, front end (core.frontends), label order, Grad-CAM layer and training recipe, so
-nothing else in the engine needs to know it. To add one: a file under core/models/ with
-the nn.Module and one ARCHS entry (or ``register_arch`` at run time); to add weights for
-it, one MODELS entry (or ``register_model``). Tests parametrise over ARCHS and MODELS.
+An architecture (``Arch``, core.archs) is the unit of extension: it carries its builder,
+default config, front end (core.frontends), label order, Grad-CAM layer and training
+recipe, so nothing else in the engine needs to know it. To add one: a file under
+core/models/ with the nn.Module and one ARCHS entry (or ``register_arch`` at run time);
+to add weights for it, one MODELS entry (or ``register_model``). Tests parametrise over
+ARCHS and MODELS.
+
+MODELS holds the built-in models (defined here, ``origin="built-in"``) and, merged at
+import by ``load_user_models``, the user's (``python -m core weights add``, kept in the
+user registry file next to the weights: core.user_registry, ``origin="user"``). A user
+model is an ordinary MODELS entry: the engine, the CLI, batch and explanations use it as
+any other. Reading checkpoint files lives in core.checkpoints.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,109 +25,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import user_registry
+from .archs import ARCHS, Arch, Recipe  # noqa: F401 (Recipe: imported from here)
 from .audio import SAMPLE_RATE
-from .features import CQT_N_SAMPLES
-from .frontends import CQTFrontEnd, FrontEnd, WaveformFrontEnd
-from .models.aasist import (
-    AASIST,
-    AASIST_CONFIG,
-    AASIST_L_CONFIG,
-    AASISTConfig,
-    sinc_band_edges,
-)
-from .models.tssdnet import TSSD1D_N_SAMPLES, CQTResTSSDNet, ResTSSDNet
+from .checkpoints import CheckpointError, WeightsError, file_sha256, fit  # noqa: F401
+from .checkpoints import install_verified, normalise
+from .frontends import FrontEnd
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_ENV = "DEEPFAKE_WEIGHTS_DIR"
 
 OFFICIAL_AASIST_URL = "https://github.com/clovaai/aasist/raw/a04c986/models/weights/{file}"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Training defaults of an architecture (`python -m core train` overrides each)."""
-
-    lr: float
-    batch_size: int
-    weight_decay: float
-    epochs: int
-    lr_min_ratio: float = 0.01  # cosine decays to lr * this
-    crop: int | None = None  # training crop in samples; None = the input length
-
-
-@dataclass(frozen=True)
-class Arch:
-    build: Callable[[dict], nn.Module]  # config -> untrained network, logits (B, 2)
-    front_end: FrontEnd  # input transform and its geometry; front_end.input_length
-    spoof_index: int  # which of the two logits means spoof
-    gradcam_layer: str  # dotted module path of the last convolutional block
-    recipe: Recipe
-    paper: str = ""
-    default_config: dict = field(default_factory=dict)  # JSON-able, for build
-    # Hz edges (n_rows, 2) of the rows of a 2-D Grad-CAM map on a waveform model, given
-    # n_rows (AASIST: sinc bands); None when the rows are not frequency bands
-    cam_bands: Callable[[int], np.ndarray] | None = None
-
-    @property
-    def input_length(self) -> int:
-        """native input length in samples at 16 kHz"""
-        return self.front_end.input_length
-
-
-def _aasist(config: dict) -> nn.Module:
-    return AASIST(AASISTConfig(**{k: _tuples(v) for k, v in config.items()}))
-
-
-def _tuples(v):
-    return tuple(_tuples(i) for i in v) if isinstance(v, (list, tuple)) else v
-
-
-_AASIST_PAPER = (
-    "Jung et al., AASIST: Audio Anti-Spoofing using Integrated "
-    "Spectro-Temporal Graph Attention Networks, ICASSP 2022"
-)
-
-# recipes: Res-TSSDNet, Hua et al. 2021 (Adam 1e-3); AASIST, Jung et al. 2022 (Adam
-# 1e-4, weight decay 1e-4); epochs are this project's (see weights/MODEL_CARD.md)
-ARCHS: dict[str, Arch] = {
-    "tssd1d": Arch(
-        build=lambda config: ResTSSDNet(),
-        front_end=WaveformFrontEnd(TSSD1D_N_SAMPLES),
-        spoof_index=1,
-        gradcam_layer="RSM4",
-        recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=20),
-        paper="Hua, Teoh, Zhang, Towards End-to-End Synthetic Speech Detection, "
-        "IEEE SPL 28, 2021 (Res-TSSDNet)",
-    ),
-    "tssd2d": Arch(
-        build=lambda config: CQTResTSSDNet(),
-        front_end=CQTFrontEnd(CQT_N_SAMPLES),
-        spoof_index=1,
-        gradcam_layer="RSM4",
-        recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=10),
-        paper="Hua, Teoh, Zhang, IEEE SPL 28, 2021 (2D Res-TSSDNet on CQT log power)",
-    ),
-    "aasist": Arch(
-        build=_aasist,
-        front_end=WaveformFrontEnd(AASIST_CONFIG.nb_samp),
-        spoof_index=0,  # published convention: index 1 = bona fide
-        gradcam_layer="encoder.5",
-        recipe=Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=5),
-        paper=_AASIST_PAPER,
-        default_config=asdict(AASIST_CONFIG),
-        cam_bands=sinc_band_edges,
-    ),
-    "aasist-l": Arch(
-        build=_aasist,
-        front_end=WaveformFrontEnd(AASIST_L_CONFIG.nb_samp),
-        spoof_index=0,
-        gradcam_layer="encoder.5",
-        recipe=Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=10),
-        paper=_AASIST_PAPER,
-        default_config=asdict(AASIST_L_CONFIG),
-        cam_bands=sinc_band_edges,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -137,6 +50,10 @@ class ModelSpec:
     how_to_get: str  # one line: the command that installs the weights
     hop: int = 0  # window hop in samples; 0 = half the native window
     card: str = ""  # model card file under the weights directory, if any
+    origin: str = "built-in"  # "built-in" (defined here) | "user" (the user registry)
+    spoof_logit: int | None = None  # which logit means spoof, when not the arch's
+    source: str = ""  # user models: the file the weights were added from
+    added: str = ""  # user models: when, ISO 8601 UTC
 
     @property
     def architecture(self) -> Arch:
@@ -157,6 +74,8 @@ class ModelSpec:
 
     @property
     def spoof_index(self) -> int:
+        if self.spoof_logit is not None:
+            return self.spoof_logit
         return self.architecture.spoof_index
 
     @property
@@ -176,6 +95,7 @@ class ModelSpec:
             hop_samples=self.window_hop,
             spoof_index=self.spoof_index,
             paper=self.architecture.paper,
+            reference=self.architecture.reference,
         )
         return d
 
@@ -282,20 +202,8 @@ def unregister_model(key: str) -> None:
     MODELS.pop(key)
 
 
-class WeightsError(RuntimeError):
-    """Weights missing or not the expected file; str() names the file and the fix."""
-
-
 def weights_dir() -> Path:
     return Path(os.environ.get(WEIGHTS_ENV) or PROJECT_ROOT / "weights")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_status(spec: ModelSpec, directory: Path | None = None) -> str:
@@ -321,7 +229,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def load_state_dict(path: Path, sha256: str) -> dict:
-    """Verify the file's SHA-256, then load it as a plain state dict (no pickle code)."""
+    """Verify the file's SHA-256, then torch.load it with weights_only (no pickle code)."""
     if not path.exists():
         raise WeightsError(f"weights file {path} is missing")
     actual = file_sha256(path)
@@ -351,6 +259,11 @@ def load_model(
     except WeightsError as e:
         raise WeightsError(f"model {spec.key}: {e}; to get it: {spec.how_to_get}") from e
     net = build_model(spec)
+    try:
+        state = normalise(state, renames=spec.architecture.key_renames, source=path)
+        state = fit(net, state, arch=spec.arch, source=path)
+    except CheckpointError as e:
+        raise WeightsError(f"model {spec.key}: {e}") from e
     net.load_state_dict(state, strict=True)
     return net.eval().to(device or default_device())
 
@@ -362,35 +275,36 @@ def fetch_weights(bundle: str, *, source_dir: Path | None = None) -> list[Path]:
     """
     if bundle not in OFFICIAL_BUNDLES:
         raise WeightsError(f"unknown bundle {bundle!r}; known: {', '.join(OFFICIAL_BUNDLES)}")
-    dest_dir = weights_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    installed = []
-    for key in OFFICIAL_BUNDLES[bundle]:
-        spec = MODELS[key]
-        dest = dest_dir / spec.weights
-        tmp = dest.with_suffix(dest.suffix + ".part")
-        if source_dir is not None:
-            src = Path(source_dir) / spec.weights
-            if not src.exists():
-                raise WeightsError(f"{src} not found (expected {spec.weights} in {source_dir})")
-            shutil.copyfile(src, tmp)
-        else:
-            import urllib.request
+    files = [(MODELS[k].weights, MODELS[k].sha256) for k in OFFICIAL_BUNDLES[bundle]]
+    return install_verified(
+        files, weights_dir(), source_dir=source_dir, url_template=OFFICIAL_AASIST_URL
+    )
 
-            url = OFFICIAL_AASIST_URL.format(file=spec.weights)
-            try:
-                urllib.request.urlretrieve(url, tmp)
-            except OSError as e:
-                raise WeightsError(
-                    f"could not download {url}: {e}; copy the file by hand and use --from DIR"
-                ) from e
-        actual = file_sha256(tmp)
-        if actual != spec.sha256:
-            tmp.unlink()
-            raise WeightsError(
-                f"{spec.weights}: SHA-256 {actual[:12]}... does not match the published "
-                f"{spec.sha256[:12]}...; nothing installed"
-            )
-        tmp.replace(dest)
-        installed.append(dest)
-    return installed
+
+_USER_PROBLEMS: list[str] = []
+
+
+def load_user_models(directory: Path | None = None) -> list[str]:
+    """
+    Merge the user registry of the weights directory into MODELS, replacing the user
+    models merged before; returns the problems, one line each (kept for
+    ``user_registry_problems``). An unreadable file loads no user model, a bad entry
+    only skips itself; built-in models are never affected and no file is changed.
+    """
+    for key in [k for k, s in MODELS.items() if s.origin == "user"]:
+        del MODELS[key]
+    entries, problems = user_registry.load_entries(
+        directory or weights_dir(), taken=set(MODELS), archs=set(ARCHS)
+    )
+    for key, fields in entries.items():
+        MODELS[key] = ModelSpec(key=key, origin="user", **fields)
+    _USER_PROBLEMS[:] = problems
+    return problems
+
+
+def user_registry_problems() -> list[str]:
+    """what the last load_user_models could not load, one line each (the Models page)"""
+    return list(_USER_PROBLEMS)
+
+
+load_user_models()

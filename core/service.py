@@ -44,12 +44,19 @@ _MODEL_LOCKS: dict[str, threading.Lock] = {}
 
 
 def get_detector(key: str) -> Detector:
-    """The process-wide Detector for a model key, loaded (checksum-verified) once."""
+    """
+    The process-wide Detector for a model key, loaded (checksum-verified) once; loaded
+    again when the key now names other weights (a user model removed and re-added).
+    """
+
+    def current(det) -> bool:
+        return det is not None and (key not in MODELS or det.spec.sha256 == MODELS[key].sha256)
+
     det = _DETECTORS.get(key)
-    if det is None:
+    if not current(det):
         with _DETECTORS_LOCK:
             det = _DETECTORS.get(key)
-            if det is None:
+            if not current(det):
                 if key not in MODELS:
                     raise ValueError(f"unknown model {key!r}; known: {', '.join(MODELS)}")
                 det = _DETECTORS[key] = Detector.load(key)

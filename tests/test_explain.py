@@ -116,7 +116,7 @@ def one_segment_detector(spoof_index: int = 1, segment: int = 5) -> Detector:
 def fresh_detector(arch: str, n_samples: int) -> Detector:
     torch.manual_seed(0)
     a = ARCHS[arch]
-    config = next(s.config for s in MODELS.values() if s.arch == arch)
+    config = next((s.config for s in MODELS.values() if s.arch == arch), a.default_config)
     spec = TinySpec(arch, a.front_end.with_length(n_samples), a.spoof_index,
                     a.gradcam_layer, cam_bands=a.cam_bands)  # fmt: skip
     return Detector(spec, a.build(config).eval())
@@ -305,7 +305,7 @@ def test_default_window_is_most_suspicious():
 
 # shapes for every architecture and method, record round trip, determinism
 
-SHORT = {"tssd1d": 8000, "tssd2d": 16384, "aasist": 8000, "aasist-l": 8000}
+SHORT = {"tssd1d": 8000, "tssd2d": 16384, "aasist": 8000, "aasist-l": 8000, "inc-tssdnet": 8000}
 
 
 @pytest.fixture(scope="module")

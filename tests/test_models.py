@@ -54,7 +54,8 @@ def test_forward_shapes(arch):
 def test_front_ends_and_stored_names():
     # the names are part of stored verdict keys: they must never change
     expected = {"tssd1d": ("waveform", 96_000), "tssd2d": ("cqt", 102_400),
-                "aasist": ("waveform", 64_600), "aasist-l": ("waveform", 64_600)}  # fmt: skip
+                "aasist": ("waveform", 64_600), "aasist-l": ("waveform", 64_600),
+                "inc-tssdnet": ("waveform", 96_000)}  # fmt: skip
     assert {k: (str(a.front_end), a.input_length) for k, a in ARCHS.items()} == expected
     assert ARCHS["tssd2d"].front_end.grid_shape == (432, 401)
     assert ARCHS["tssd1d"].front_end.grid_shape == (96_000,)

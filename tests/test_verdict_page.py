@@ -101,3 +101,25 @@ def test_models_page_shows_bands_metrics_and_reliability(calibrated_env):
     assert list(metrics["model"])[-1] == "combined" and list(metrics["ECE"])[-1] == 0.03
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     assert any("observed" in json.dumps(s) for s in specs)  # the reliability diagram
+
+
+def test_a_user_added_model_gets_its_badge_and_verdicts(app_env, official_weights_dir, aasist_official_dir):
+    from core.registry import MODELS, load_user_models
+    from core.user_weights import add_weights
+
+    try:
+        add_weights("my-aasist-l", arch="aasist-l", file=aasist_official_dir / "AASIST-L.pth",
+                    name="My AASIST-L", provenance="the published AASIST-L, re-added",
+                    directory=official_weights_dir)  # fmt: skip
+        a = Engine(app_env["db"]).analyze(wav_bytes(2.0, seed=4), "user.wav")
+        assert "my-aasist-l" in a.verdicts
+        at = new_app()
+        at.run()
+        at.switch_page("pages/models.py").run()
+        assert_clean(at)
+        assert any("user-added" in m.value for m in at.markdown)
+        assert "My AASIST-L" in texts(at)
+    finally:
+        MODELS.pop("my-aasist-l", None)
+        (official_weights_dir / "user_models.json").unlink(missing_ok=True)
+        load_user_models(official_weights_dir)

@@ -11,6 +11,7 @@ core.detect.Verdict, core.explain.base.Explanation) or a store row for the histo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -49,7 +50,23 @@ def model_keys() -> list[str]:
 @st.cache_data(ttl=30, show_spinner=False)
 def _model_keys(directory: str) -> list[str]:
     # the directory is the cache key: the engine reads the same one from the environment
+    refresh_user_models(directory)
     return engine().available_models()
+
+
+_USER_REGISTRY_SEEN: dict[str, int | None] = {}
+
+
+def refresh_user_models(directory: str) -> None:
+    """Merge `weights add` / `weights remove` made while the server runs (on change)."""
+    from core.registry import load_user_models
+    from core.user_registry import registry_path
+
+    path = registry_path(directory)
+    mtime = path.stat().st_mtime_ns if path.exists() else None
+    if _USER_REGISTRY_SEEN.get(directory, "unseen") != mtime:
+        _USER_REGISTRY_SEEN[directory] = mtime
+        load_user_models(Path(directory))
 
 
 def registered_models() -> list[str]:

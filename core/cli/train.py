@@ -1,4 +1,5 @@
-"""`train`: train or fine-tune a detector on ASVspoof-format protocols (core.train)."""
+"""`train`: train or fine-tune a detector on ASVspoof-format protocols (core.train);
+``--register KEY`` adds the best checkpoint as a user model (core.user_weights)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import torch
 
-from ..registry import ARCHS
+from ..registry import ARCHS, WeightsError
 from ..train import TrainConfig, sidecar_path, train
+from ..user_weights import add_weights, check_key
+from .common import one_line, print_err
+
 
 def command_line(args) -> str:
     """the train command as parsed (options given on the command line, canonical order)"""
@@ -32,6 +36,12 @@ def command_line(args) -> str:
 
 
 def cmd_train(args) -> int:
+    if args.register:
+        try:  # before training, not after hours of it
+            check_key(args.register)
+        except WeightsError as e:
+            print_err(f"--register: {one_line(e)}")
+            return 1
     if args.threads:
         torch.set_num_threads(args.threads)
     d = ARCHS[args.arch].recipe
@@ -65,6 +75,13 @@ def cmd_train(args) -> int:
         f"best dev EER {100 * sidecar['dev_eer']:.2f} % at epoch {sidecar['best_epoch']}; "
         f"wrote {cfg.out} (sha256 {sidecar['sha256']}) and {sidecar_path(Path(cfg.out))}"
     )
+    if args.register:
+        try:
+            spec = add_weights(args.register, arch=cfg.arch, file=Path(cfg.out))
+        except WeightsError as e:
+            print_err(f"--register: {one_line(e)}; the weights stay at {cfg.out}")
+            return 1
+        print(f"registered as model {spec.key}: {spec.provenance}")
     return 0
 
 
@@ -102,4 +119,9 @@ def add_cli(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from runs/NAME.last.pt")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--register", metavar="KEY",
+        help="when done, add the best checkpoint as user model KEY (`weights add`), "
+        "with the sidecar as its provenance and card",
+    )  # fmt: skip
     p.set_defaults(func=cmd_train)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.registry import user_registry_problems as registry_problems
 from core.registry import weights_dir
 from ui import engine, verdict, widgets
 
@@ -31,6 +32,8 @@ def render() -> None:
             "No model is ready, so uploads cannot be analysed yet. Install weights as "
             "each card below says."
         )
+    for problem in registry_problems():
+        st.error(f"User model registry: {problem}")
     for card in cards:
         model_card(card)
     verdict.calibration_section()
@@ -46,6 +49,11 @@ def model_card(card: dict) -> None:
             f"{card['frontend']} front end"
         )
         badge.markdown(widgets.status_badge(card["status"]), unsafe_allow_html=True)
+        if card.get("origin") == "user":
+            badge.markdown(
+                widgets.badge("user-added", style="background:#6a4c93;color:#fff", pill=True),
+                unsafe_allow_html=True,
+            )
 
         left, right = st.columns(2)
         with left:

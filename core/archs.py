@@ -1,0 +1,136 @@
+"""The architectures (ARCHS): what each network is and how it is fed and trained.
+
+An ``Arch`` carries its builder, default config, front end (core.frontends), label
+order, Grad-CAM layer, training recipe, and the public implementation whose parameter
+names its port keeps. Models (weights of an architecture) are in core.registry, which
+also re-exports everything here; add an architecture at run time with
+``core.registry.register_arch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch.nn as nn
+
+from .features import CQT_N_SAMPLES
+from .frontends import CQTFrontEnd, FrontEnd, WaveformFrontEnd
+from .models.aasist import (
+    AASIST,
+    AASIST_CONFIG,
+    AASIST_L_CONFIG,
+    AASISTConfig,
+    sinc_band_edges,
+)
+from .models.inc_tssdnet import INC_TSSD_N_SAMPLES, IncTSSDNet
+from .models.tssdnet import TSSD1D_N_SAMPLES, CQTResTSSDNet, ResTSSDNet
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training defaults of an architecture (`python -m core train` overrides each)."""
+
+    lr: float
+    batch_size: int
+    weight_decay: float
+    epochs: int
+    lr_min_ratio: float = 0.01  # cosine decays to lr * this
+    crop: int | None = None  # training crop in samples; None = the input length
+
+
+@dataclass(frozen=True)
+class Arch:
+    build: Callable[[dict], nn.Module]  # config -> untrained network, logits (B, 2)
+    front_end: FrontEnd  # input transform and its geometry; front_end.input_length
+    spoof_index: int  # which of the two logits means spoof
+    gradcam_layer: str  # dotted module path of the last convolutional block
+    recipe: Recipe
+    paper: str = ""
+    default_config: dict = field(default_factory=dict)  # JSON-able, for build
+    # Hz edges (n_rows, 2) of the rows of a 2-D Grad-CAM map on a waveform model, given
+    # n_rows (AASIST: sinc bands); None when the rows are not frequency bands
+    cam_bands: Callable[[int], np.ndarray] | None = None
+    # the public implementation whose parameter names the port keeps, and (regex,
+    # replacement) rules from other published names to ours; a checkpoint is renamed
+    # before the strict load (core.checkpoints.normalise)
+    reference: str = ""
+    key_renames: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def input_length(self) -> int:
+        """native input length in samples at 16 kHz"""
+        return self.front_end.input_length
+
+
+def _aasist(config: dict) -> nn.Module:
+    return AASIST(AASISTConfig(**{k: _tuples(v) for k, v in config.items()}))
+
+
+def _tuples(v):
+    return tuple(_tuples(i) for i in v) if isinstance(v, (list, tuple)) else v
+
+
+_AASIST_PAPER = (
+    "Jung et al., AASIST: Audio Anti-Spoofing using Integrated "
+    "Spectro-Temporal Graph Attention Networks, ICASSP 2022"
+)
+_TSSD_PAPER = "Hua, Teoh, Zhang, Towards End-to-End Synthetic Speech Detection, IEEE SPL 28, 2021"
+_TSSD_CODE = "ghua-ac/end-to-end-synthetic-speech-detection models.py"
+_AASIST_CODE = "clovaai/aasist @a04c986 models/AASIST.py Model"
+
+# recipes: Res-TSSDNet, Hua et al. 2021 (Adam 1e-3); AASIST, Jung et al. 2022 (Adam
+# 1e-4, weight decay 1e-4); epochs are this project's (see weights/MODEL_CARD.md)
+ARCHS: dict[str, Arch] = {
+    "tssd1d": Arch(
+        build=lambda config: ResTSSDNet(),
+        front_end=WaveformFrontEnd(TSSD1D_N_SAMPLES),
+        spoof_index=1,
+        gradcam_layer="RSM4",
+        recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=20),
+        paper=f"{_TSSD_PAPER} (Res-TSSDNet)",
+        reference=f"{_TSSD_CODE} SSDNet1D",
+    ),
+    "tssd2d": Arch(
+        build=lambda config: CQTResTSSDNet(),
+        front_end=CQTFrontEnd(CQT_N_SAMPLES),
+        spoof_index=1,
+        gradcam_layer="RSM4",
+        recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=10),
+        paper="Hua, Teoh, Zhang, IEEE SPL 28, 2021 (2D Res-TSSDNet on CQT log power)",
+        reference=f"{_TSSD_CODE} SSDNet2D",
+    ),
+    "aasist": Arch(
+        build=_aasist,
+        front_end=WaveformFrontEnd(AASIST_CONFIG.nb_samp),
+        spoof_index=0,  # published convention: index 1 = bona fide
+        gradcam_layer="encoder.5",
+        recipe=Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=5),
+        paper=_AASIST_PAPER,
+        default_config=asdict(AASIST_CONFIG),
+        cam_bands=sinc_band_edges,
+        reference=_AASIST_CODE,
+    ),
+    "aasist-l": Arch(
+        build=_aasist,
+        front_end=WaveformFrontEnd(AASIST_L_CONFIG.nb_samp),
+        spoof_index=0,
+        gradcam_layer="encoder.5",
+        recipe=Recipe(lr=1e-4, batch_size=8, weight_decay=1e-4, epochs=10),
+        paper=_AASIST_PAPER,
+        default_config=asdict(AASIST_L_CONFIG),
+        cam_bands=sinc_band_edges,
+        reference=_AASIST_CODE,
+    ),
+    # no weights shipped: add the published checkpoint with `weights add --arch inc-tssdnet`
+    "inc-tssdnet": Arch(
+        build=lambda config: IncTSSDNet(),
+        front_end=WaveformFrontEnd(INC_TSSD_N_SAMPLES),
+        spoof_index=1,
+        gradcam_layer="DCM4",
+        recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=20),
+        paper=f"{_TSSD_PAPER} (Inc-TSSDNet)",
+        reference=f"{_TSSD_CODE} DilatedNet",
+    ),
+}
