@@ -56,8 +56,9 @@ def model_info(key: str) -> dict:
 
 
 def display_name(key: str) -> str:
+    """the model's display name; a key no longer registered is marked as removed"""
     spec = MODELS.get(key)
-    return spec.display_name if spec else key
+    return spec.display_name if spec else f"{key} (removed model)"
 
 
 # ------------------------------------------------------------------ explanations

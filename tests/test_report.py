@@ -110,3 +110,8 @@ def test_the_report_leads_with_the_combined_verdict_and_lists_warnings():
     assert page.index("UNCERTAIN") < page.index("<h2>Verdicts</h2>")
     assert "The models disagree" in page and "background noise is &lt;high&gt;" in page
     assert "<td>7.5</td><td>10</td>" in page
+
+
+def test_a_removed_model_is_named_as_such():
+    assert report.display_name("no-such-model-any-more") == "no-such-model-any-more (removed model)"
+    assert report.display_name("tssd1d") == "Res-TSSDNet 1D (waveform)"
