@@ -1,17 +1,19 @@
 """Batch analysis of a labelled corpus into the store, locally or on a Ray cluster.
 
-Workers (processes of a local pool, or Ray tasks) decode a file and compute its missing
-verdicts and explanations with a store-less Engine; the driver alone writes to the
-store, so a cluster needs no shared database. Keys come from core.keys, exactly as the
-dashboard builds them: an explanation is always of the verdict's most suspicious window
-(resolved before the key is made), so a batch-computed explanation is the one the
-Analyze page finds. A rerun skips every file whose results are stored (resumable); a
-file that fails is recorded with its one-line error and the batch goes on.
+Workers (processes of a local pool, or Ray tasks: core.ray_cluster) decode a file and
+compute its missing verdicts and explanations with a store-less Engine; the driver
+alone writes to the store, so a cluster needs no shared database and no shared paths.
+Keys come from core.keys, exactly as the dashboard builds them: an explanation is always
+of the verdict's most suspicious window (resolved before the key is made), so a
+batch-computed explanation is the one the Analyze page finds. A rerun skips every file
+whose results are stored (resumable); a file that fails is recorded with its one-line
+error and the batch goes on.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -40,9 +42,11 @@ class Todo:
 @dataclass(frozen=True)
 class Task:
     file_id: str
-    path: str
+    path: str | None  # the driver's copy; None once shipped to a cluster
     segments: int
     todo: tuple[Todo, ...] = ()
+    sha256: str = ""  # of the file's bytes, as the driver read them
+    url: str | None = None  # where a cluster worker reads the file (--audio-url)
 
 
 @dataclass
@@ -53,27 +57,37 @@ class BatchReport:
     skipped: int = 0  # files whose results were all stored already
     failed: dict[str, str] = field(default_factory=dict)  # file_id -> error
     seconds: float = 0.0
+    node: dict[str, str] = field(default_factory=dict)  # file_id -> Ray node id (ray engine)
+    # summed over this run's tasks: "audio" (read or ship), "weights" (ship and load,
+    # once per worker), "compute", "put" (driver: bytes into the object store)
+    task_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def files_per_second(self) -> float:
         return self.computed / self.seconds if self.seconds > 0 else 0.0
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
-def work(task: Task) -> dict:
+def work(task: Task, *, data: bytes | None = None, detectors: dict | None = None) -> dict:
     """
     Compute one file's missing results. Runs in a worker; touches no database.
+    ``data`` : the file's bytes (default: read ``task.path``); ``detectors`` : model key
+    -> Detector (default: the process-wide ones, weights from the weights directory).
 
     Returns {"file_id", "sha256", "info", "verdicts": {model: verdict json},
-    "explanations": [(model, method, (meta, arrays))], "error": None}
-    or {"file_id", "error": one-line message}.
+    "explanations": [(model, method, (meta, arrays))], "error": None,
+    "seconds": {"audio", "compute"}} or {"file_id", "error": one-line message}.
     """
     try:
-        audio = load_audio(Path(task.path).read_bytes())
-        eng = Engine(use_store=False)
+        t0 = time.perf_counter()
+        if data is None:
+            data = Path(task.path).read_bytes()
+        t1 = time.perf_counter()
+        audio = load_audio(data)
+        eng = Engine(use_store=False, detectors=detectors)
         out = {"file_id": task.file_id, "sha256": audio.sha256, "info": audio_info(audio),
                "verdicts": {}, "explanations": [], "error": None}
         fresh = {}
@@ -91,11 +105,12 @@ def work(task: Task) -> dict:
                 r = eng.explain_audio(audio, t.model, t.what, window=window,
                                       segments=task.segments)
                 out["explanations"].append((t.model, t.what, r.explanation.to_record()))
+        out["seconds"] = {"audio": t1 - t0, "compute": time.perf_counter() - t1}
         return out
     except (AudioError, OSError, WeightsError) as e:
-        return {"file_id": task.file_id, "error": _one_line(e)}
+        return {"file_id": task.file_id, "error": one_line(e)}
     except Exception as e:  # a bug on one file must not stop the batch
-        return {"file_id": task.file_id, "error": f"{type(e).__name__}: {_one_line(e)}"}
+        return {"file_id": task.file_id, "error": f"{type(e).__name__}: {one_line(e)}"}
 
 
 def missing(engine: Engine, sha: str, models, methods, segments: int) -> list[Todo]:
@@ -147,29 +162,6 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _ray_results(tasks: list[Task], workers: int, address: str | None) -> Iterator[dict]:
-    try:
-        import ray
-    except ImportError as e:
-        raise RuntimeError("engine 'ray' needs the ray package: pip install ray") from e
-    started = False
-    if not ray.is_initialized():
-        kw = {"address": address} if address else {"num_cpus": workers}
-        ray.init(include_dashboard=False, log_to_driver=False, **kw)
-        started = True
-    try:
-        n_gpus = ray.cluster_resources().get("GPU", 0)
-        # GPU-aware: when the cluster has GPUs, each task takes a share of one
-        remote = ray.remote(num_cpus=1, num_gpus=0.25 if n_gpus else 0)(work)
-        pending = [remote.remote(t) for t in tasks]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def run_batch(
     entries: list[ProtocolEntry],
     audio_dir: str | Path,
@@ -182,10 +174,21 @@ def run_batch(
     workers: int = 1,
     engine: str = "local",
     ray_address: str | None = None,
+    ray_pip: bool | None = None,
+    audio_url: str | None = None,
+    gpus_per_task: float | None = None,
     db: str | Path | None = None,
     progress: bool = True,
 ) -> BatchReport:
-    """Analyse every entry into the store; see the module doc."""
+    """
+    Analyse every entry into the store; see the module doc. engine "ray": join the
+    cluster at ``ray_address`` (or $RAY_ADDRESS; "auto" = the one on this machine),
+    else start a local Ray instance with ``workers`` CPUs; ``ray_pip``, ``audio_url``
+    and ``gpus_per_task`` are core.ray_cluster.session's options. Raises
+    core.ray_cluster.ClusterError when the cluster cannot be used.
+    """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {engine!r}: use 'local' or 'ray'")
     eng = Engine(db)
     models = eng.model_keys(models)
     methods = list(methods or [])
@@ -194,14 +197,34 @@ def run_batch(
             raise ValueError(f"unknown method {m!r}; known: {', '.join(eng.methods())}")
     db = eng.db_path
     t0 = time.perf_counter()
-    report = BatchReport(name=name, n_files=len(entries))
-    store.record_batch(name, protocol=protocol, audio_dir=str(audio_dir), models=models,
-                       methods=methods, db=db)
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if engine == "ray":  # connect first: a bad address fails before any work
+            from . import ray_cluster
 
-    tasks, by_id = [], {e.file_id: e for e in entries}
+            cluster = stack.enter_context(ray_cluster.session(
+                ray_address, num_cpus=workers, pip=ray_pip, audio_url=audio_url,
+                gpus_per_task=gpus_per_task,
+            ))  # fmt: skip
+        report = BatchReport(name=name, n_files=len(entries))
+        store.record_batch(name, protocol=protocol, audio_dir=str(audio_dir),
+                           models=models, methods=methods, db=db)  # fmt: skip
+        tasks = _plan(eng, entries, audio_dir, report, models, methods, segments)
+        if cluster is not None:
+            results = cluster.results(tasks, {m: eng.spec(m) for m in models})
+        else:
+            results = _local_results(tasks, workers)
+        _collect(eng, results, entries, audio_dir, report, segments, len(tasks), progress)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _plan(eng, entries, audio_dir, report, models, methods, segments) -> list[Task]:
+    """One task per file with something missing; missing files are recorded as failed."""
+    tasks, db = [], eng.db_path
     for e in entries:
         path = audio_path(audio_dir, e)
-        base = dict(batch=name, file_id=e.file_id, system=e.system, key=e.key, db=db)
+        base = dict(batch=report.name, file_id=e.file_id, system=e.system, key=e.key, db=db)
         if not path.exists():
             report.failed[e.file_id] = f"audio file not found: {path}"
             store.record_batch_file(**base, sha256=None, status="failed",
@@ -213,21 +236,22 @@ def run_batch(
             report.skipped += 1
             store.record_batch_file(**base, sha256=sha, status="done", error=None)
             continue
-        tasks.append(Task(e.file_id, str(path), segments, tuple(todo)))
+        tasks.append(Task(e.file_id, str(path), segments, tuple(todo), sha256=sha))
+    return tasks
 
-    if engine == "ray":
-        results = _ray_results(tasks, workers, ray_address)
-    elif engine == "local":
-        results = _local_results(tasks, workers)
-    else:
-        raise ValueError(f"unknown engine {engine!r}: use 'local' or 'ray'")
 
-    bar = tqdm(total=len(tasks), unit="file", desc=f"batch {name}", disable=not progress,
-               dynamic_ncols=True)
+def _collect(eng, results, entries, audio_dir, report, segments, n_tasks, progress) -> None:
+    """Driver: write each result as it arrives; a killed run loses only its in-flight files."""
+    by_id, db = {e.file_id: e for e in entries}, eng.db_path
+    bar = tqdm(total=n_tasks, unit="file", desc=f"batch {report.name}",
+               disable=not progress, dynamic_ncols=True)  # fmt: skip
     with bar:
         for result in results:
             e = by_id[result["file_id"]]
-            base = dict(batch=name, file_id=e.file_id, system=e.system, key=e.key, db=db)
+            base = dict(batch=report.name, file_id=e.file_id, system=e.system, key=e.key,
+                        db=db)  # fmt: skip
+            if result.get("node"):
+                report.node[e.file_id] = result["node"]
             if result["error"]:
                 report.failed[e.file_id] = result["error"]
                 store.record_batch_file(**base, sha256=None, status="failed",
@@ -237,7 +261,7 @@ def run_batch(
                 report.computed += 1
                 store.record_batch_file(**base, sha256=result["sha256"], status="done",
                                         error=None)
+                for k, v in result.get("seconds", {}).items():
+                    report.task_seconds[k] = report.task_seconds.get(k, 0.0) + v
             bar.update(1)
             bar.set_postfix(failed=len(report.failed))
-    report.seconds = time.perf_counter() - t0
-    return report

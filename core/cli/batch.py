@@ -10,6 +10,7 @@ from .. import store
 from ..batch import run_batch
 from ..corpus import summary_json
 from ..data import ProtocolError, parse_protocol
+from ..ray_connect import ClusterError
 from ..registry import MODELS, WeightsError
 from ..service import Engine
 from .common import add_db, print_err
@@ -28,14 +29,19 @@ def cmd_batch(args) -> int:
             entries, args.audio_dir, name=name, protocol=str(args.protocol),
             models=args.model, methods=methods, segments=args.segments,
             workers=args.workers, engine=args.engine, ray_address=args.ray_address,
-            db=args.db,
+            ray_pip=False if args.ray_no_pip else None, audio_url=args.audio_url,
+            gpus_per_task=args.gpus_per_task, db=args.db,
         )  # fmt: skip
+    except ClusterError as e:  # unreachable, refused token, runtime_env: the setup, not the data
+        print_err(str(e))
+        return 2
     except (WeightsError, store.StoreError, RuntimeError, ValueError) as e:
         print_err(str(e))
         return 1
+    nodes = f" on {len(set(report.node.values()))} Ray nodes" if report.node else ""
     print(f"batch {report.name}: {report.n_files} files, {report.computed} computed, "
           f"{report.skipped} already stored, {len(report.failed)} failed, "
-          f"{report.seconds:.1f} s ({report.files_per_second:.2f} files/s)")
+          f"{report.seconds:.1f} s ({report.files_per_second:.2f} files/s){nodes}")
     for file_id, err in sorted(report.failed.items()):
         print(f"  failed {file_id}: {err}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -74,7 +80,17 @@ def add_cli(sub) -> None:
     p.add_argument("--segments", type=int, default=16)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--engine", choices=["local", "ray"], default="local")
-    p.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (default: local)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="join this Ray cluster: HOST:PORT of `ray start --head`, ray://HOST:PORT "
+                   "or auto (default: $RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--ray-no-pip", action="store_true",
+                   help="the cluster's nodes already have requirements.txt installed: ship "
+                   "only the code, not the pinned requirements")
+    p.add_argument("--audio-url", metavar="PREFIX",
+                   help="cluster workers read PREFIX/FILE_ID.flac (https://, http://, file://) "
+                   "instead of receiving the bytes from the driver")
+    p.add_argument("--gpus-per-task", type=float, metavar="F",
+                   help="GPU share per Ray task (default: 0.25 where the cluster has GPUs)")
     p.add_argument("--name", help="batch name (default: the protocol file's stem)")
     add_db(p)
     p.set_defaults(func=cmd_batch)
