@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .augment import AugmentConfig, Augmenter
+from .checkpoints import fit, normalise, read_checkpoint
 from .data import (
     ProtocolEntry,
     TrainData,
@@ -259,8 +260,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
     net = build_net(cfg.arch)
     init_sha = None
     if cfg.init:
-        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
+        # the formats `weights add` reads: wrappers, DataParallel prefixes, renames
+        state = normalise(read_checkpoint(Path(cfg.init)), renames=arch.key_renames,
+                          source=cfg.init)  # fmt: skip
+        net.load_state_dict(fit(net, state, arch=cfg.arch, source=cfg.init), strict=True)
         init_sha = file_sha256(Path(cfg.init))
     net.to(device)
     apply_freeze(net, cfg.freeze)

@@ -210,3 +210,35 @@ def test_extra_training_data_is_counted_and_recorded(minispoof_dir, tmp_path):
     ]
     assert side["recipe"]["augment"].startswith("core.augment.Augmenter")
     assert "--extra" in side["command"] and "--augment" in side["command"]
+
+
+def test_init_reads_wrapped_checkpoints_and_refuses_foreign_files(minispoof_dir, tmp_path, capsys):
+    from core.cli import main
+    from core.registry import file_sha256
+    from core.train import build_net
+
+    train_p = _subset(minispoof_dir, tmp_path, 2, "train", "train.txt")
+    dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
+    torch.manual_seed(1)
+    start = build_net("tssd1d").state_dict()
+    wrapped = tmp_path / "wrapped.pth"  # a DataParallel training checkpoint
+    torch.save({"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in start.items()}},
+               wrapped)  # fmt: skip
+    base = ["train", "--arch", "tssd1d", "--protocol", str(train_p), "--audio-dir",
+            str(minispoof_dir / "flac"), "--dev-protocol", str(dev_p), "--epochs", "1",
+            "--batch-size", "4", "--lr", "1e-9", "--no-progress"]  # fmt: skip
+    out = tmp_path / "w" / "ft.pt"
+    assert main([*base, "--out", str(out), "--init", str(wrapped)]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["init"]["sha256"] == file_sha256(wrapped)
+    tuned = torch.load(out, map_location="cpu", weights_only=True)
+    # lr 1e-9: the weights are the initial ones, so the wrapper was read, not ignored
+    k = next(k for k in start if k.endswith("weight"))
+    assert torch.allclose(tuned[k], start[k], atol=1e-6)
+    capsys.readouterr()
+
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    assert main([*base, "--out", str(tmp_path / "w" / "bad.pt"), "--init", str(junk)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a PyTorch checkpoint" in err and err.count("\n") == 1

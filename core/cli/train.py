@@ -68,7 +68,7 @@ def cmd_train(args) -> int:
     )
     try:
         sidecar = train(cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(
