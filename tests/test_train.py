@@ -241,4 +241,4 @@ def test_init_reads_wrapped_checkpoints_and_refuses_foreign_files(minispoof_dir,
     junk.write_bytes(b"not a checkpoint")
     assert main([*base, "--out", str(tmp_path / "w" / "bad.pt"), "--init", str(junk)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "not a PyTorch checkpoint" in err and err.count("\n") == 1
+    assert err.startswith("error: ") and "junk.pth: not a" in err and err.count("\n") == 1
