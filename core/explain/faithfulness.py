@@ -8,15 +8,56 @@ reference. Areas are the mean height over the fraction removed (trapezoid rule,
 0..1): a faithful attribution gives a smaller area than random, so
 quality["deletion_gain"] = random area - area > 0.
 Reference: Petsiuk et al., RISE, BMVC 2018 (arXiv 1806.07421), deletion metric.
+
+The random orders depend only on the seed and the number of features, so their curves
+depend on the window (model weights, audio, window, target, features, baseline), never on
+the method: they are computed once per process for a window and shared by every method
+that explains it (RANDOM_CACHE, a small LRU keyed by all of those).
 """
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
 from .window import Window
 
 DEFAULT_RANDOM_ORDERS = 3
+RANDOM_CACHE_SIZE = 64  # windows; each entry is (orders, F + 1) floats
+
+_RANDOM_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_RANDOM_LOCK = threading.Lock()
+
+
+def _window_key(window: Window, random_orders: int, seed: int) -> tuple:
+    """everything the random-order curves depend on"""
+    digest = hashlib.sha256()
+    for t in (window.x, window.baseline, window.feature_mask):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return (window.spec.key, window.spec.sha256, window.index, int(window.target),
+            window.n_features, digest.hexdigest(), int(random_orders), int(seed))  # fmt: skip
+
+
+def clear_random_cache() -> None:
+    with _RANDOM_LOCK:
+        _RANDOM_CACHE.clear()
+
+
+def _curves(window: Window, orders: list[np.ndarray]) -> np.ndarray:
+    """(orders, F + 1) P(target) after removing 0..F features in each order"""
+    n = window.n_features
+    keep = np.ones((len(orders), max(n - 1, 0), n), dtype=bool)
+    for o, order in enumerate(orders):
+        for k in range(1, n):
+            keep[o, k - 1, order[:k]] = False
+    # rows 1..F-1 of every order in one batched pass; the end points are known
+    inner = window.evaluate(keep.reshape(-1, n)).reshape(len(orders), max(n - 1, 0))
+    first = np.full((len(orders), 1), window.p_target)
+    last = np.full((len(orders), 1), window.p_baseline)
+    return np.concatenate([first, inner, last], axis=1)
 
 
 def removal_order(values: np.ndarray) -> np.ndarray:
@@ -37,25 +78,22 @@ def deletion_curves(
     """
     n = window.n_features
     rng = np.random.default_rng(seed)
-    orders = [removal_order(values)] + [
-        rng.permutation(n) for _ in range(random_orders)
-    ]
-    # rows 1..F-1 of every order in one batched pass; the end points are known
-    keep = (
-        np.ones((len(orders), n - 1, n), dtype=bool)
-        if n > 1
-        else np.ones((len(orders), 0, n), bool)
-    )
-    for o, order in enumerate(orders):
-        for k in range(1, n):
-            keep[o, k - 1, order[:k]] = False
-    inner = window.evaluate(keep.reshape(-1, n)).reshape(len(orders), n - 1)
-    ends = np.full((len(orders), 1), window.p_target), np.full(
-        (len(orders), 1), window.p_baseline
-    )
-    curves = np.concatenate([ends[0], inner, ends[1]], axis=1)  # (orders, F + 1)
-    curve = curves[0]
-    random_mean = curves[1:].mean(axis=0) if random_orders else np.full(n + 1, np.nan)
+    random = [rng.permutation(n) for _ in range(random_orders)]
+    curve = _curves(window, [removal_order(values)])[0]
+    random_mean = np.full(n + 1, np.nan)
+    if random_orders:
+        key = _window_key(window, random_orders, seed)
+        with _RANDOM_LOCK:
+            mean = _RANDOM_CACHE.get(key)
+            if mean is not None:
+                _RANDOM_CACHE.move_to_end(key)
+        if mean is None:
+            mean = _curves(window, random).mean(axis=0)
+            with _RANDOM_LOCK:
+                _RANDOM_CACHE[key] = mean
+                while len(_RANDOM_CACHE) > RANDOM_CACHE_SIZE:
+                    _RANDOM_CACHE.popitem(last=False)
+        random_mean = mean.copy()
     auc = float(np.trapezoid(curve, dx=1.0 / n))
     quality = {"deletion_auc": auc, "random_orders": random_orders}
     if random_orders:
