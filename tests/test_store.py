@@ -1,4 +1,5 @@
-"""core.store: keys, round trips, history, deletion, bad files, single flight."""
+"""core.store: round trips, schema and bad files, history, deletion, batches, CLI (single
+flight: test_store_flight.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ import io
 import json
 import os
 import sqlite3
-import subprocess
-import sys
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,51 +15,7 @@ import pytest
 from core import store
 from core.keys import ExplanationKey, VerdictKey
 from core.store import StoreError
-from core.store.flight import _HOST
-
-SHA = hashlib.sha256(b"some audio").hexdigest()
-VERDICT = {
-    "p_spoof": 0.75,
-    "label": "spoof",
-    "max_p_spoof": 0.9,
-    "max_window": 1,
-    "windows": [
-        {"start": 0.0, "end": 4.0375, "p_spoof": 0.6},
-        {"start": 2.01875, "end": 5.0, "p_spoof": 0.9},
-    ],
-    "seconds": 0.25,
-}
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "store" / "analyses.db"
-
-
-def _info(data: bytes, **kw) -> dict:
-    return {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "n_bytes": len(data),
-        "duration": 1.5,
-        "orig_sample_rate": 44_100,
-        "orig_channels": 2,
-        "orig_format": "WAV",
-        "rms_dbfs": -20.0,
-        "near_silent": False,
-        **kw,
-    }
-
-
-class Counter:
-    def __init__(self, value=VERDICT, sleep=0.0):
-        self.calls, self.value, self.sleep = 0, value, sleep
-        self.lock = threading.Lock()
-
-    def __call__(self):
-        with self.lock:
-            self.calls += 1
-        time.sleep(self.sleep)
-        return self.value
+from store_helpers import SHA, VERDICT, Counter, _info, db_path  # noqa: F401 (db_path: fixture)
 
 
 # -------------------------------------------------------------------- round trips
@@ -376,100 +329,6 @@ def test_get_analysis_and_delete_everything_it_owns(db_path):
     assert store.get_analysis(shas[1], db=db_path) is not None  # the other one stays
     assert (db_path.parent / "audio" / shas[1]).exists()
     assert not store.delete_analysis(sha, db=db_path)
-
-
-# ------------------------------------------------------------------ single flight
-
-
-def test_single_flight_across_threads(db_path):
-    compute = Counter(sleep=0.3)
-    results, errors = [], []
-
-    def run():
-        try:
-            results.append(
-                store.get_or_compute_prediction(
-        VerdictKey(SHA, "m", "w" * 64, {}), compute, db=db_path
-                )
-            )
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and compute.calls == 1
-    assert sorted(c for _, c in results) == [False] + [True] * 5
-    assert all(r == results[0][0] for r, _ in results)
-
-
-def test_failed_compute_releases_the_claim(db_path):
-    def boom():
-        raise RuntimeError("model crashed")
-
-    with pytest.raises(RuntimeError, match="model crashed"):
-        store.get_or_compute_prediction(
-        VerdictKey(SHA, "m", "w" * 64, {}), boom, db=db_path)
-    with store.open_db(db_path) as db:
-        assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
-    _, cached = store.get_or_compute_prediction(
-        VerdictKey(SHA, "m", "w" * 64, {}), Counter(), db=db_path
-    )
-    assert not cached
-
-
-def test_claim_of_a_dead_process_is_taken_over(db_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    key = VerdictKey(SHA, "m", "w" * 64, {}).key
-    now = time.time()
-    with store.open_db(db_path) as db:
-        db.execute(
-            "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [key, "prediction", "ghost", _HOST, dead.pid, now, now],
-        )
-    t0 = time.monotonic()
-    _, cached = store.get_or_compute_prediction(
-        VerdictKey(SHA, "m", "w" * 64, {}), Counter(), db=db_path
-    )
-    assert not cached and time.monotonic() - t0 < 5
-
-
-def test_waiter_gets_the_result_computed_elsewhere(db_path, monkeypatch):
-    """A claim held by a live owner: we wait, and take its result when it lands."""
-    key = VerdictKey(SHA, "m", "w" * 64, {}).key
-    now = time.time()
-    with store.open_db(db_path) as db:
-        db.execute(
-            "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [key, "prediction", "other", _HOST, os.getpid(), now, now],
-        )
-
-    def other_finishes():
-        time.sleep(0.4)
-        with store.open_db(db_path) as db, store.transaction(db):
-            db.execute("DELETE FROM claims WHERE key = ?", [key])
-            db.table("predictions").insert(
-                {
-                    "key": key, "audio_sha256": SHA, "model": "m", "weights_sha256": "w" * 64,
-                    "params": "{}", "p_spoof": 0.1, "label": "bonafide", "max_p_spoof": 0.1,
-                    "max_window": 0, "windows": "[]", "seconds": 1.0, "created": "x",
-                }
-            )  # fmt: skip
-
-    t = threading.Thread(target=other_finishes)
-    t.start()
-    waits = []
-    compute = Counter()
-    row, cached = store.get_or_compute_prediction(
-        VerdictKey(SHA, "m", "w" * 64, {}), compute, db=db_path, on_wait=waits.append
-    )
-    t.join()
-    assert cached and compute.calls == 0 and row["p_spoof"] == 0.1 and len(waits) == 1
 
 
 # ---------------------------------------------------------------------------- CLI
