@@ -1,157 +1,35 @@
-"""core.service.Engine: verdicts and explanations through the store, once each; batch
-and dashboard share keys; a store from before the reshape still opens; CLI."""
+"""core.service.Engine: verdicts and explanations through the store, once each; two
+processes; batch and dashboard share keys (CLI and old stores: test_service_cli.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
 import multiprocessing as mp
 import os
 import sqlite3
 import traceback
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-import shutil
-
-import core.explain
 from core import service, store
+from core.audio import AudioError
 from core.batch import run_batch
 from core.data import ProtocolEntry
-from core.service import Engine
-from core.audio import AudioError
-from core.detect import verdict_from_windows
-from core.explain.base import Explanation
 from core.registry import MODELS
-
-ROOT = Path(__file__).resolve().parent.parent
-CLIP = "flac/MS_D_1023594.flac"
-
-
-def wav_bytes(i: int, seconds: float = 0.5, rate: int = 16_000) -> bytes:
-    """A distinct little clip per i (tone plus seeded noise)."""
-    t = np.arange(int(seconds * rate)) / rate
-    rng = np.random.default_rng(i)
-    x = 0.3 * np.sin(2 * np.pi * (200 + 37 * i) * t) + 0.01 * rng.standard_normal(
-        t.size
-    )
-    buf = io.BytesIO()
-    sf.write(buf, x.astype(np.float32), rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-class FakeDetector:
-    """Detector-shaped: a real spec under a fake key and weights hash; counts calls,
-    optionally into a file (O_APPEND lines) so several processes can be counted."""
-
-    def __init__(
-        self, key="fake-a", weights="a" * 64, arch_from="tssd1d", log=None, hop=0
-    ):
-        self.spec = dataclasses.replace(
-            MODELS[arch_from], key=key, sha256=weights, hop=hop
-        )
-        self.calls = 0
-        self.log = log
-
-    def windows(self, samples):
-        from core.audio import frame_windows
-
-        return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
-
-    def score(self, audio):
-        self.calls += 1
-        if self.log:
-            with open(self.log, "a") as f:
-                f.write(f"score {self.spec.key} {audio.sha256}\n")
-        samples = audio.samples
-        _, starts = self.windows(samples)
-        p = np.array(
-            [0.2 + 0.6 * abs(float(samples[s : s + 1000].mean())) for s in starts]
-        )
-        return verdict_from_windows(self.spec, p, starts, len(samples), seconds=0.01)
-
-
-def fake_backend(log=None):
-    """explain / explain_params / EXPLAINERS with the core.explain call shape."""
-    calls = []
-
-    explain_params = core.explain.explain_params  # the real one: real keys
-
-    def explain(detector, samples, *, method, window=None, target=None, segments=16,
-                n_samples=None, seed=0, progress=None):  # fmt: skip
-        calls.append((detector.spec.key, method, window, segments))
-        if log:
-            with open(log, "a") as f:
-                f.write(f"explain {detector.spec.key} {len(samples)} {method}\n")
-        rng = np.random.default_rng(seed)
-        bounds = np.stack([np.arange(segments), np.arange(1, segments + 1)], 1) * 0.1
-        return Explanation(
-            model=detector.spec.key,
-            weights_sha256=detector.spec.sha256,
-            method=method,
-            method_version=str(core.explain.EXPLAINERS[method].version),
-            params=explain_params(
-                method, window=window, target=target, segments=segments, seed=seed
-            ),
-            target=0,
-            target_label="spoof",
-            window=window if window is not None else 0,
-            window_start=0.0,
-            window_end=0.5,
-            p_target=0.75,
-            feature_kind="time",
-            feature_bounds=bounds.astype(np.float64),
-            values=rng.standard_normal(segments),
-            dense=rng.standard_normal(detector.spec.input_length).astype(np.float32),
-            deletion_curve=np.linspace(1, 0, segments + 1),
-            deletion_random=np.linspace(1, 0.5, segments + 1),
-            quality={"r2": 0.8, "deletion_auc": 0.3, "missing": None},
-            seconds=0.02,
-        )
-
-    return SimpleNamespace(
-        explain=explain,
-        explain_params=explain_params,
-        EXPLAINERS={k: core.explain.EXPLAINERS[k] for k in ("shap", "lime")},
-        calls=calls,
-    )
-
-
-# the engine, spelled as each test needs it
-def analyze_bytes(data, name, *, db, detectors=None, models=None, progress=None, use_store=True):
-    eng = Engine(db, detectors=detectors, use_store=use_store)
-    return eng.analyze(data, name, models=models, progress=progress)
-
-
-def explain_stored(sha, model, method, *, db, detectors=None, backend=None, **kw):
-    return Engine(db, detectors=detectors, backend=backend).explain(sha, model, method, **kw)
-
-
-def load_analysis(sha, *, db):
-    return Engine(db).analysis(sha)
-
-
-def load_explanations(sha, *, db, **kw):
-    return Engine(db).explanations(sha, **kw)
-
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "cache" / "analyses.db"
-
-
-@pytest.fixture
-def fakes():
-    return {
-        "fake-a": FakeDetector("fake-a"),
-        "fake-b": FakeDetector("fake-b", weights="b" * 64),
-    }
+from core.service import Engine
+from service_helpers import (  # noqa: F401 (fixtures: db_path, fakes)
+    FakeDetector,
+    analyze_bytes,
+    db_path,
+    explain_stored,
+    fake_backend,
+    fakes,
+    load_analysis,
+    load_explanations,
+    wav_bytes,
+)
 
 
 # ------------------------------------------------------------------------ verdicts
@@ -368,89 +246,6 @@ def test_two_processes_lose_nothing_and_compute_each_result_once(tmp_path):
     assert sorted(os.listdir(tmp_path / "audio")) == sorted(by_sha)
 
 
-# ---------------------------------------------------------------------------- CLI
-
-
-def test_cli_analyze_marks_cached_and_continues_past_a_bad_file(
-    tmp_path, capsys, monkeypatch
-):
-    from core.cli import main
-
-    fake = FakeDetector(
-        "aasist-official",
-        weights=MODELS["aasist-official"].sha256,
-        arch_from="aasist-official",
-    )
-    monkeypatch.setitem(service._DETECTORS, "aasist-official", fake)
-    monkeypatch.setattr(service, "EXPLAIN_BACKEND", fake_backend())
-    good, bad = tmp_path / "good.wav", tmp_path / "bad.wav"
-    good.write_bytes(wav_bytes(7))
-    bad.write_bytes(b"garbage")
-    db = tmp_path / "cli.db"
-    argv = ["analyze", str(bad), str(good), "--model", "aasist-official", "--explain", "shap",
-            "--segments", "4", "--json", "--db", str(db)]  # fmt: skip
-    assert main(argv) == 1
-    cap = capsys.readouterr()
-    assert cap.err.count("\n") == 1 and "bad.wav" in cap.err
-    first = json.loads(cap.out)
-    assert first[0]["file"] == str(bad) and "error" in first[0]
-    r = first[1]
-    m = r["models"][0]
-    assert m["model"] == "aasist-official" and m["cached"] is False
-    assert set(m) >= {
-        "weights_sha256",
-        "p_spoof",
-        "label",
-        "max_p_spoof",
-        "windows",
-        "seconds",
-    }
-    ex = r["explanations"][0]
-    assert ex["cached"] is False and ex["method"] == "shap" and len(ex["values"]) == 4
-    assert set(ex) >= {"target", "target_label", "window", "window_start", "window_end",
-                       "feature_bounds", "quality", "seconds"}  # fmt: skip
-
-    assert main(["analyze", str(good)] + argv[3:]) == 0
-    again = json.loads(capsys.readouterr().out)[0]
-    assert (
-        again["models"][0]["cached"] is True
-        and again["explanations"][0]["cached"] is True
-    )
-    assert again["models"][0]["p_spoof"] == m["p_spoof"] and fake.calls == 1
-
-    assert (
-        main(["analyze", str(good), "--model", "aasist-official", "--db", str(db)]) == 0
-    )
-    assert "cached" in capsys.readouterr().out
-    monkeypatch.setenv(store.DB_ENV, str(db))
-    assert main(["history", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["total"] == 1
-
-
-def test_cli_analyze_with_a_real_model_end_to_end(
-    official_weights_dir, minispoof_dir, tmp_path, capsys
-):
-    from core.cli import main
-
-    clip = minispoof_dir / CLIP
-    argv = [
-        "analyze",
-        str(clip),
-        "--model",
-        "aasist-official",
-        "--json",
-        "--db",
-        str(tmp_path / "e2e.db"),
-    ]
-    assert main(argv) == 0
-    first = json.loads(capsys.readouterr().out)[0]["models"][0]
-    assert main(argv) == 0
-    second = json.loads(capsys.readouterr().out)[0]["models"][0]
-    assert (first["cached"], second["cached"]) == (False, True)
-    assert first["p_spoof"] == second["p_spoof"] and 0 <= first["p_spoof"] <= 1
-    assert first["weights_sha256"] == MODELS["aasist-official"].sha256
-
-
 # ------------------------------------------------------- batch and pages share keys
 
 
@@ -487,33 +282,3 @@ def test_batch_explanations_are_found_by_the_page_lookup(tmp_path, monkeypatch):
     again = run_batch(entries, audio_dir, name="b", models=["tssd1d"],
                       methods=["shap", "lime"], db=db, progress=False)
     assert again.skipped == 1 and again.computed == 0 and fake.calls == 1
-
-
-# ---------------------------------------------------- a store from before the reshape
-
-FIXTURE = ROOT / "tests" / "fixtures" / "store_v2"
-
-
-def test_a_store_written_before_the_reshape_shows_the_same_history(tmp_path):
-    """tests/fixtures/store_v2 was written by the code of 67d0e97 (make_fixture.py);
-    expected.json holds what that code read back from it."""
-    work = tmp_path / "old"
-    shutil.copytree(FIXTURE, work, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
-    expected = json.loads((work / "expected.json").read_text())
-    eng = Engine(work / "analyses.db")
-    page = eng.history()
-    assert [(i["sha256"], i["filename"]) for i in page.items] == [
-        (h["sha256"], h["filename"]) for h in expected["history"]
-    ]
-    for sha in expected["files"]:
-        a = eng.analysis(sha)
-        got = {k: [v.p_spoof, v.label, v.max_window] for k, v in a.verdicts.items()}
-        assert got == expected[sha]["verdicts"]
-        old = expected[sha]["explanations"]
-        new = [[e.model, e.method, e.window, e.values.tolist()] for e in eng.explanations(sha)]
-        assert new == old
-        # keys still hash as before: the page's lookups find the old rows
-        for model, method, window, values in old:
-            e = eng.find_explanation(sha, model, method)
-            assert e is not None and e.values.tolist() == values
-        assert eng.stored_verdict(sha, "tssd1d") is not None
