@@ -8,138 +8,29 @@ ones; the explanation methods themselves are tested in test_explain.py.
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import io
 import json
-import re
-import tomllib
-from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 import core.registry
 import core.service
 import ui
 import ui.gate
+from app_helpers import (  # noqa: F401 (fixture: app_env)
+    PAGES,
+    analyse,
+    app_env,
+    assert_clean,
+    cards,
+    new_app,
+    texts,
+    wav_bytes,
+)
 from core import report
-from core.audio import SAMPLE_RATE
-from core.explain import EXPLAINERS, explain_params
-from core.explain.base import Explainer, Explanation
 from core.registry import MODELS
-from core.results import Analysis
 from core.service import Engine
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "streamlit_app.py")
-PAGES = [p.file for p in ui.PAGES.values()]
-TIMEOUT = 240  # s: the first run loads two AASIST checkpoints on a busy 2-core CPU
-
-
-# ----------------------------------------------------------------------- helpers
-
-
-def wav_bytes(seconds: float = 2.0, *, freq: float = 220.0, seed: int = 0) -> bytes:
-    """a generated clip: a tone plus a little noise, 16-bit WAV at 16 kHz"""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    noise = np.random.default_rng(seed).normal(scale=0.03, size=t.size)
-    x = (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
-    buf = io.BytesIO()
-    sf.write(buf, x, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-class FastExplain:
-    """
-    Stand-in for core.explain (core.service.EXPLAIN_BACKEND): the real EXPLAINERS and
-    explain_params, so cache keys are real; explain() returns a deterministic
-    time-segment explanation of the requested window at once, and counts its calls.
-    """
-
-    EXPLAINERS = EXPLAINERS
-
-    def __init__(self):
-        self.calls = 0
-
-    @staticmethod
-    def explain_params(method, **kw):
-        return explain_params(method, **kw)
-
-    def explain(self, detector, samples, *, method, window=None, target=None,
-                segments=16, n_samples=None, seed=0, progress=None, **_):
-        self.calls += 1
-        if progress:
-            progress(0.5, f"{method}: half way")
-        spec = detector.spec
-        _, starts = detector.windows(samples)
-        w = 0 if window is None else int(window)
-        start = starts[w] / SAMPLE_RATE
-        end = min(starts[w] + spec.input_length, len(samples)) / SAMPLE_RATE
-        edges = np.linspace(start, end, segments + 1)
-        phase = sorted(EXPLAINERS).index(method) * 0.3 + (0.1 if "-l-" in spec.key else 0.0)
-        values = np.sin(np.linspace(0, 3, segments) + phase)
-        label = target or "spoof"
-        return Explanation(
-            model=spec.key, weights_sha256=spec.sha256, method=method,
-            method_version=str(EXPLAINERS[method].version),
-            params=explain_params(method, window=window, target=target, segments=segments),
-            target=spec.spoof_index if label == "spoof" else 1 - spec.spoof_index,
-            target_label=label, window=w, window_start=start, window_end=end,
-            p_target=0.9, feature_kind="time",
-            feature_bounds=np.stack([edges[:-1], edges[1:]], axis=1), values=values,
-            dense=None, deletion_curve=np.linspace(0.9, 0.2, segments + 1),
-            deletion_random=np.linspace(0.9, 0.6, segments + 1),
-            quality={"deletion_auc": 0.4}, seconds=0.01,
-        )  # fmt: skip
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch, official_weights_dir):
-    """a fresh store, the published weights, no password, the fast explainer"""
-    monkeypatch.setenv("DEEPFAKE_DB", str(tmp_path / "store" / "analyses.db"))
-    monkeypatch.delenv("DEEPFAKE_PASSWORD", raising=False)
-    backend = FastExplain()
-    monkeypatch.setattr(core.service, "EXPLAIN_BACKEND", backend)
-    st.cache_data.clear()  # model list, model cards, spectrograms of another store
-    yield {"db": tmp_path / "store" / "analyses.db", "explain": backend}
-    st.cache_data.clear()
-
-
-def new_app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for k, v in query.items():
-        at.query_params[k] = str(v)
-    return at
-
-
-def analyse(data: bytes, name: str, db) -> Analysis:
-    return Engine(db).analyze(data, name)
-
-
-def cards(at: AppTest) -> list[str]:
-    """the verdict cards' text: model name and verdict"""
-    return [
-        re.sub(r"<[^>]+>", " ", m.value)
-        for m in at.markdown
-        if "verdict-card" in m.value
-    ]
-
-
-def texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "error",
-                 "warning", "success", "code"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
 
 # ------------------------------------------------------------------------- pages
 
@@ -471,124 +362,3 @@ def test_no_model_available_is_said_clearly(app_env, tmp_path, monkeypatch):
     assert_clean(at)
     assert any("No detector is available" in e.value for e in at.error)
     assert at.file_uploader(key="analyze_upload").proto.disabled
-
-
-# ------------------------------------------------------------------ structure
-
-
-def test_pages_are_thin():
-    for key, spec in ui.PAGES.items():
-        src = (ROOT / spec.file).read_text()
-        assert "import torch" not in src and "import core" not in src, spec.file
-        body = [ln for ln in src.split('"""')[-1].splitlines() if ln.strip()]
-        assert body == [
-            "from ui.gate import page_setup",
-            f"from ui.views import {key}",
-            f'page_setup("{key}")',
-            f"{key}.render()",
-        ], f"{spec.file} must start behind the access gate and only call its view"
-
-
-UI_MODULES = sorted((ROOT / "ui").rglob("*.py"))
-
-
-def imports(src: str) -> set[tuple[str, str]]:
-    """(module, name) of every import in a module's source ("" name for `import x`)"""
-    out = set()
-    for node in ast.walk(ast.parse(src)):
-        if isinstance(node, ast.Import):
-            out |= {(a.name, "") for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            out |= {(node.module, a.name) for a in node.names}
-    return out
-
-
-def test_ui_package_layers():
-    """only ui/engine.py talks to the engine; nothing imports the store or core.analyze"""
-    assert not (ROOT / "ui.py").exists()
-    assert len(UI_MODULES) >= 8
-    for mod in UI_MODULES:
-        src = mod.read_text()
-        name = mod.relative_to(ROOT).as_posix()
-        assert ast.get_docstring(ast.parse(src)), f"{name} needs a docstring"
-        assert len(src.splitlines()) <= 400, f"{name} is over 400 lines"
-        imported = imports(src)
-        modules = {m for m, _ in imported}
-        assert not {m for m in modules if m.startswith("core.analyze")}, name
-        store = {n for m, n in imported if m == "core.store" or m.startswith("core.store.")}
-        assert store <= {"StoreError", "NotStoredError"}, (name, store)
-        assert ("core", "store") not in imported, name
-        if name != "ui/engine.py":
-            assert "core.service" not in modules and ("core", "service") not in imported, name
-        assert not re.search(r"\bdb\s*=", src), f"{name} threads a store path by hand"
-        assert not re.search(r"\*,[^)]*\bkey: str", src), (
-            f"{name}: widget key prefixes are prefix=, key means a model key"
-        )
-
-
-def test_a_new_explanation_method_needs_no_ui_edit(app_env, monkeypatch):
-    """the method picker, its description and its cost come from the registry"""
-    extra = Explainer(
-        name="occlusion", version="1", fn=lambda *a, **k: None,
-        description="zeroes one segment at a time", label="Occlusion sweep",
-        cost="One forward pass per segment: a few seconds.",
-    )  # fmt: skip
-    backend = app_env["explain"]
-    monkeypatch.setattr(backend, "EXPLAINERS", {**EXPLAINERS, "occlusion": extra})
-    monkeypatch.setattr(backend, "explain_params", lambda method, **kw: explain_params(
-        "gradcam" if method == "occlusion" else method, **kw))  # fmt: skip
-    a = analyse(wav_bytes(seed=11), "new_method.wav", app_env["db"])
-    at = new_app(sha=a.sha256, method="occlusion")
-    at.run()
-    assert_clean(at)
-    picker = at.selectbox(key="analyze_method")
-    assert picker.value == "occlusion"
-    assert "Occlusion sweep" in picker.options
-    shown = texts(at)
-    assert "**Occlusion sweep**: zeroes one segment at a time" in shown
-    assert "One forward pass per segment: a few seconds." in shown
-    assert at.button(key="analyze_compute").proto.label == "Compute Occlusion sweep"
-
-
-def test_unreadable_secrets_file_keeps_the_app_closed(app_env, tmp_path):
-    """a secrets file that may hold the password but does not parse: fail closed"""
-    from streamlit import config
-
-    bad = tmp_path / "secrets.toml"
-    bad.write_text('access_password = "unterminated\n')
-    before = config.get_option("secrets.files")
-    config.set_option("secrets.files", [str(bad)])
-    try:
-        at = new_app()
-        at.run()
-    finally:
-        config.set_option("secrets.files", before)
-    assert_clean(at)
-    assert [t.value for t in at.title] == [ui.gate.GATE_TITLE]
-    assert any("cannot be read" in e.value for e in at.error)
-    assert not at.get("page_link") and not at.get("file_uploader")
-
-
-def test_one_colour_helper_for_verdicts_and_badges():
-    from core.colours import BONAFIDE_BLUE, NEUTRAL, SPOOF_RED
-    from ui import widgets
-
-    assert widgets.verdict_style(1.0) == f"background:{SPOOF_RED};color:#ffffff"
-    assert widgets.verdict_style(0.0) == f"background:{BONAFIDE_BLUE};color:#ffffff"
-    assert widgets.verdict_style(0.5) == f"background:{NEUTRAL};color:#222222"
-    html = widgets.badge("<b>x</b>", style="background:#000")
-    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>" not in html
-    assert "background:#000" in html
-
-
-def test_core_never_imports_streamlit():
-    for mod in (ROOT / "core").rglob("*.py"):
-        assert "import streamlit" not in mod.read_text(), mod
-
-
-def test_server_config():
-    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert cfg["server"]["address"] and isinstance(cfg["server"]["port"], int)
-    assert cfg["server"]["maxUploadSize"] > 0
-    assert cfg["server"]["enableXsrfProtection"] is True
-    assert cfg["browser"]["gatherUsageStats"] is False

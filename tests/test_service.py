@@ -31,7 +31,6 @@ from service_helpers import (  # noqa: F401 (fixtures: db_path, fakes)
     wav_bytes,
 )
 
-
 # ------------------------------------------------------------------------ verdicts
 
 

@@ -15,8 +15,13 @@ import pytest
 from core import store
 from core.keys import ExplanationKey, VerdictKey
 from core.store import StoreError
-from store_helpers import SHA, VERDICT, Counter, _info, db_path  # noqa: F401 (db_path: fixture)
-
+from store_helpers import (  # noqa: F401 (db_path: fixture)
+    SHA,
+    VERDICT,
+    Counter,
+    _info,
+    db_path,
+)
 
 # -------------------------------------------------------------------- round trips
 

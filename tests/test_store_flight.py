@@ -16,6 +16,7 @@ from core.keys import VerdictKey
 from core.store.flight import _HOST
 from store_helpers import SHA, Counter, db_path  # noqa: F401 (db_path: fixture)
 
+
 def test_single_flight_across_threads(db_path):
     compute = Counter(sleep=0.3)
     results, errors = [], []

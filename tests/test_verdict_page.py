@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 
+from app_helpers import app_env, assert_clean, new_app, texts, wav_bytes  # noqa: F401
 from core.assessment import calibration_metrics_path, calibration_path
 from core.calibration import fit_calibration_file, reliability
 from core.registry import MODELS
 from core.service import Engine
-from test_app import app_env, assert_clean, new_app, texts, wav_bytes  # noqa: F401
 
 
 @pytest.fixture
