@@ -14,7 +14,6 @@ so a refit or a second measurement does not score again.
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 from typing import Mapping
 
@@ -29,6 +28,7 @@ from .calibration import (
     ece,
     eer,
     fit_calibration_file,
+    log_odds,
     min_cllr,
     reliability,
 )
@@ -81,16 +81,12 @@ def cached_scores(
     return scores
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    return math.log(p / (1 - p))
-
-
 def widening(clean: Bands, degraded: Bands) -> float:
     """log-odds each edge must move out so the degraded dev error target holds"""
     if degraded.hi >= 1.0 or degraded.lo <= 0.0:
         return MAX_WIDEN
-    by = max(0.0, _logit(degraded.hi) - _logit(clean.hi), _logit(clean.lo) - _logit(degraded.lo))
+    lo_c, hi_c, lo_d, hi_d = log_odds([clean.lo, clean.hi, degraded.lo, degraded.hi])
+    by = max(0.0, hi_d - hi_c, lo_c - lo_d)
     return min(by, MAX_WIDEN)
 
 

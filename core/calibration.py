@@ -256,25 +256,29 @@ def choose_bands(p_dev, labels_dev, *, max_error: float = 0.05) -> Bands:
     return Bands(lo=lo, hi=hi)
 
 
-def band(p: float, bands: Bands, *, widen: float = 0.0, too_short: bool = False) -> str:
+def widened(bands: Bands, widen: float) -> Bands:
     """
-    The verdict for one calibrated P(spoof).
-
-    widen (>= 0, natural log-odds) moves lo down and hi up in log-odds space, e.g. for
-    input-quality warnings measured to hurt: widen=1 takes hi 0.9 -> 0.96.
+    The bands with lo moved down and hi moved up by ``widen`` (>= 0, natural log-odds),
+    e.g. for input-quality warnings measured to hurt: widen=1 takes hi 0.9 -> 0.96.
+    Edges at 0 or 1 stay (nothing confident on that side already).
     """
     if widen < 0:
         raise ValueError(f"widen must be >= 0, got {widen}")
+
+    def move(p: float, by: float) -> float:
+        return p if p <= 0.0 or p >= 1.0 else float(expit(math.log(p / (1 - p)) + by))
+
+    return Bands(lo=move(bands.lo, -widen), hi=move(bands.hi, widen))
+
+
+def band(p: float, bands: Bands, *, widen: float = 0.0, too_short: bool = False) -> str:
+    """The verdict for one calibrated P(spoof); see ``widened`` for ``widen``."""
+    b = widened(bands, widen)
     if too_short:
         return "too_short"
-    lo, hi = bands.lo, bands.hi
-    if widen > 0 and 0 < lo < 1:
-        lo = float(expit(math.log(lo / (1 - lo)) - widen))
-    if widen > 0 and 0 < hi < 1:
-        hi = float(expit(math.log(hi / (1 - hi)) + widen))
-    if p > hi:
+    if p > b.hi:
         return "likely_spoof"
-    if p < lo:
+    if p < b.lo:
         return "likely_bonafide"
     return "uncertain"
 

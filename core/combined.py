@@ -15,13 +15,10 @@ whatever its score.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from scipy.special import expit
-
-from .calibration import Bands, CalibrationFile, band
+from .calibration import Bands, CalibrationFile, band, widened
 from .detect import Verdict
 from .jsonsafe import finite
 from .quality import InputQuality
@@ -73,15 +70,6 @@ class Combined:
                 "reasons": list(self.reasons),
             }
         )
-
-
-def _widened(bands: Bands, widen: float) -> tuple[float, float]:
-    def move(p: float, by: float) -> float:
-        if p <= 0.0 or p >= 1.0:
-            return p
-        return float(expit(math.log(p / (1 - p)) + by))
-
-    return move(bands.lo, -widen), move(bands.hi, widen)
 
 
 def disagree(p: Mapping[str, float]) -> bool:
@@ -145,15 +133,15 @@ def combine(
             widen += by
             reasons.append(f"{w.code}: band widened by {by:.2f} log-odds (measured on dev)")
     widen = min(widen, MAX_WIDEN)
-    lo, hi = _widened(bands, widen)
+    edges = widened(bands, widen)
     return Combined(
         p_spoof=p,
         band=band(p, bands, widen=widen, too_short=too_short),
         models_disagree=disagree(calibrated),
         models=models,
         calibrated=calibrated,
-        lo=lo,
-        hi=hi,
+        lo=edges.lo,
+        hi=edges.hi,
         widen=widen,
         reasons=tuple(reasons),
     )

@@ -329,27 +329,28 @@ class Engine(Explaining):
         """
         if band is not None and band not in BANDS:
             raise ValueError(f"band must be one of {', '.join(BANDS)}")
+        calibration = self.calibration_pair()  # once per page, not per item
         if band is None:
             page = store.list_history(db=self.db_path, **filters)
             for item in page.items:
-                item["combined"] = self._item_combined(item).to_json()
+                item["combined"] = self._item_combined(item, calibration).to_json()
             return page
         limit, offset = max(0, int(filters.pop("limit", 50))), max(0, int(filters.pop("offset", 0)))
         every = store.list_history(db=self.db_path, limit=1 << 62, offset=0, **filters)
         kept = []
         for item in every.items:
-            c = self._item_combined(item)
+            c = self._item_combined(item, calibration)
             if c.band == band:
                 kept.append({**item, "combined": c.to_json()})
         return store.HistoryPage(kept[offset : offset + limit], len(kept), limit, offset)
 
-    def _item_combined(self, item: dict):
+    def _item_combined(self, item: dict, calibration):
         verdicts = {
             k: Verdict(k, p["weights_sha256"], p["p_spoof"], p["label"], p["max_p_spoof"], 0)
             for k, p in item.get("predictions", {}).items()
         }
         signal = InputQuality.from_json(item["quality"]) if item.get("quality") else None
-        cal, problem = self.calibration_pair()
+        cal, problem = calibration
         return combine(verdicts, signal, cal, calibration_problem=problem)
 
     def delete(self, sha256: str) -> bool:
