@@ -7,7 +7,7 @@ import sys
 
 import benchmarks
 
-NAMES = ("verdict", "batch", "explain", "store")
+NAMES = ("verdict", "batch", "explain", "store", "shapley", "cluster")
 
 
 def main(argv: list[str] | None = None) -> int:

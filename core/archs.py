@@ -57,6 +57,9 @@ class Arch:
     # before the strict load (core.checkpoints.normalise)
     reference: str = ""
     key_renames: tuple[tuple[str, str], ...] = ()
+    # model calls the default SHAP explanation may make (exact when 2^F fits, see
+    # core.explain.shap): chosen per model by `python -m benchmarks shapley` on dev clips
+    shap_budget: int = 256
 
     @property
     def input_length(self) -> int:

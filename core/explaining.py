@@ -15,11 +15,10 @@ from . import keys, store
 from .audio import Audio, load_audio
 from .detect import Verdict
 from .explain.base import Explanation
+from .explain.window import DEFAULT_SEGMENTS
 from .results import ExplainResult, explanation_from_record
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
-
-DEFAULT_SEGMENTS = 16
 
 
 class Explaining:

@@ -86,6 +86,11 @@ def explanation_summary(expl: Explanation, *, top: int = TOP_FEATURES) -> dict:
                     "f0": feats.f0[i],  # NaN (JSON null) for a time segment
                     "f1": feats.f1[i],
                     "spoof_evidence": feats.value[i],
+                    "standard_error": (
+                        None
+                        if expl.uncertainty is None
+                        else float(expl.uncertainty[feats.index[i]])
+                    ),
                 }
                 for i in strongest(feats.value, top)
             ],
@@ -154,7 +159,7 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}code{font-size:.85rem;word-break:break-all}
 .verdict{font-weight:600;padding:.15rem .5rem;border-radius:.3rem}
-.muted{color:#666;font-size:.85rem}.legend span{display:inline-block;width:1rem;
+.muted{color:#666;font-size:.85rem}.warn{color:#a05a00}.legend span{display:inline-block;width:1rem;
 height:.8rem;vertical-align:middle;margin:0 .3rem 0 .8rem}
 .card{border:1px solid #ddd;border-radius:.4rem;padding:.6rem 1rem;margin:1rem 0}
 @media print{body{margin:0}.card{page-break-inside:avoid}}
@@ -295,8 +300,12 @@ def _explanation_html(x: dict) -> str:
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     )
     top = "; ".join(
-        f"{e(t['label'])} ({t['spoof_evidence']:+.3g})" for t in x["top_features"]
+        f"{e(t['label'])} ({t['spoof_evidence']:+.3g}"
+        + (f" ± {t['standard_error']:.2g}" if t.get("standard_error") else "")
+        + ")"
+        for t in x["top_features"]
     )
+    unstable = (x["quality"] or {}).get("top3_stable") is False
     bands = [tuple(b) for b in x["time_bands"] if b[2] is not None]
     return (
         f"<div class='card'><h3>{e(display_name(x['model']))} · {e(x['method'])} "
@@ -307,5 +316,11 @@ def _explanation_html(x: dict) -> str:
         f"{x['seconds']:.1f} s to compute.</p>"
         f"{svg_bands(bands) if bands else ''}"
         f"<p class='muted'>Strongest features: {top or 'none'}</p>"
-        f"<p class='muted'>Quality: {q or 'not reported'}</p></div>"
+        + (
+            "<p class='warn'>Rankings unstable: two independent halves of the "
+            "samples disagree on the top three features.</p>"
+            if unstable
+            else ""
+        )
+        + f"<p class='muted'>Quality: {q or 'not reported'}</p></div>"
     )

@@ -118,6 +118,8 @@ def explanation_json(e: Explanation, *, cached: bool, seconds: float) -> dict:
             "feature_kind": e.feature_kind,
             "feature_bounds": e.feature_bounds.tolist(),
             "values": e.values.tolist(),
+            # per-feature standard errors where the method measures them (SHAP), else null
+            "uncertainty": None if e.uncertainty is None else e.uncertainty.tolist(),
             "quality": e.quality,
             "params": e.params,
             "seconds": seconds,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from core.detect import Detector
+from core.explain import shapley
 from core.explain import (
     EXPLAINERS,
     METHODS,
@@ -123,10 +124,11 @@ def fresh_detector(arch: str, n_samples: int) -> Detector:
 
 
 def exact_shapley(window) -> np.ndarray:
-    """phi_i = sum over S not containing i of |S|! (M-|S|-1)! / M! (f(S + i) - f(S))"""
+    """phi_i = sum over S not containing i of |S|! (M-|S|-1)! / M! (f(S + i) - f(S)),
+    written out coalition by coalition (the oracle for core.explain.shapley.exact)"""
     m = window.n_features
     keep = np.array(list(itertools.product([False, True], repeat=m)))  # (2^M, M)
-    f = dict(zip(map(tuple, keep), window.evaluate(keep)))
+    f = dict(zip(map(tuple, keep), window.game(keep)))
     phi = np.zeros(m)
     for s, fs in f.items():
         size = sum(s)
@@ -144,34 +146,46 @@ def exact_shapley(window) -> np.ndarray:
 # 1. SHAP agrees with exact Shapley values
 
 
-def test_kernel_shap_matches_exact_shapley():
+def tiny_clip_detector() -> tuple[Detector, np.ndarray]:
     torch.manual_seed(0)
     det = Detector(TinySpec("tiny", WaveformFrontEnd(4096), 1, "block"), TinyConv().eval())
     with torch.no_grad():
         det.net.head.weight.mul_(20.0)  # outputs away from 0.5, so values are not tiny
     rng = np.random.default_rng(0)
     gains = np.repeat(rng.permutation(np.linspace(0.05, 1.0, 8)), 512)  # 8 segments
-    x = (rng.standard_normal(4096) * gains).astype(np.float32)
-    exact = exact_shapley(prepare_window(det, x, segments=8))  # all 256 coalitions
-    assert np.ptp(exact) > 1e-3, "the net is too flat for the test to mean anything"
-    diff = None
-    for seed in (0, 1):
-        e = explain(
-            det,
-            x,
-            method="shap",
-            segments=8,
-            n_samples=1000,
-            seed=seed,
-            random_orders=0,
-        )
-        assert spearmanr(e.values, exact).statistic >= 0.95
-        assert e.quality["completeness_rel"] <= 0.05
-        assert np.abs(e.values - exact).max() <= 0.05 * np.ptp(exact)
-        diff = e.quality["f_x"] - e.quality["f_baseline"]
-    assert (
-        abs(exact.sum() - diff) < 1e-6
-    )  # efficiency of the exact values: checks the oracle
+    return det, (rng.standard_normal(4096) * gains).astype(np.float32)
+
+
+def test_exact_enumeration_equals_the_closed_form():
+    det, x = tiny_clip_detector()
+    oracle = exact_shapley(prepare_window(det, x, segments=8))  # all 256 coalitions
+    assert np.ptp(oracle) > 1e-2, "the net is too flat for the test to mean anything"
+    e = explain(det, x, method="shap", segments=8, n_samples=256, random_orders=0)
+    assert e.quality["estimator"] == "exact" and e.quality["output"] == "log-odds"
+    np.testing.assert_allclose(e.values, oracle, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(e.uncertainty, np.zeros(8))
+    # efficiency: the values add up to log-odds(x) - log-odds(baseline)
+    assert e.quality["completeness_gap"] < 1e-9
+    # a game with a known closed form: v(S) = sum of w_i over S + c * [i and j in S]
+    w = np.arange(1.0, 6.0)
+    game = lambda k: k @ w + 3.0 * (k[:, 0] & k[:, 1])  # noqa: E731
+    np.testing.assert_allclose(shapley.exact(game, 5), w + [1.5, 1.5, 0, 0, 0])
+
+
+def test_paired_kernel_shap_matches_exact_and_its_uncertainty_shrinks():
+    det, x = tiny_clip_detector()
+    oracle = exact_shapley(prepare_window(det, x, segments=8))
+    spread = []
+    for n in (24, 64, 200):  # all below 2^8: the sampling estimator
+        e = explain(det, x, method="shap", segments=8, n_samples=n, random_orders=0)
+        assert e.quality["estimator"] == "kernel-paired"
+        assert e.uncertainty.shape == (8,) and (e.uncertainty >= 0).all()
+        spread.append(float(np.mean(e.uncertainty)))
+        if n == 200:
+            assert spearmanr(e.values, oracle).statistic >= 0.95
+            assert np.linalg.norm(e.values - oracle) <= 0.1 * np.linalg.norm(oracle)
+            assert e.quality["completeness_rel"] <= 0.01
+    assert spread[0] > spread[1] > spread[2]
 
 
 # 2. Grad-CAM equals the hand computation
@@ -355,7 +369,9 @@ def test_seeded_determinism(method):
     with torch.no_grad():
         det.net.out.weight.mul_(200.0)
     x = noise(4096, seed=5) * np.repeat(np.linspace(0.1, 1, 8), 512).astype(np.float32)
-    runs = [explain(det, x, method=method, segments=8, seed=s) for s in (7, 7, 8)]
+    n = 100 if method == "shap" else None  # below 2^8: sampled, not enumerated
+    runs = [explain(det, x, method=method, segments=8, seed=s, n_samples=n)
+            for s in (7, 7, 8)]  # fmt: skip
     for name in ("values", "deletion_curve", "deletion_random"):
         np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
     assert not np.array_equal(runs[0].values, runs[2].values)

@@ -281,6 +281,8 @@ def explanation_caption(
 
 QUALITY_TEXT = {
     "r2": "surrogate fit R² {:.2f}",
+    "r2_heldout": "held-out R² {:.2f}",
+    "stability": "rank agreement of two halves {:.2f}",
     "completeness_gap": "completeness gap {:.3g}",
     "deletion_auc": "deletion area {:.3f}",
     "deletion_auc_random": "random-order area {:.3f}",
@@ -297,11 +299,19 @@ def quality_line(expl: Explanation) -> str:
     ]
     if not parts:
         return "No quality measures were recorded."
-    return (
+    line = (
         "Quality: "
         + " · ".join(parts)
         + " (a smaller deletion area than random = faithful)."
     )
+    if q.get("estimator") == "exact":
+        line += " Exact Shapley values (every coalition evaluated): no sampling error."
+    if q.get("top3_stable") is False:
+        line += (
+            " **Rankings unstable**: two independent halves of the samples disagree on "
+            "the top three features; raise the sample count or use fewer segments."
+        )
+    return line
 
 
 def progress_callback(status, *, label: str = ""):

@@ -264,12 +264,19 @@ def segment_chart(
     Bar per interpretable feature, on the evidence scale. Time segments in time order;
     time-frequency patches: the ``top`` strongest, strongest first. ``compact``: no
     legend, labels or titles, for small multiples (the tooltips keep every value).
+    Where the explanation measured a standard error per feature (SHAP), each bar gets
+    an error bar of +/- 2 standard errors (about a 95 % interval).
     """
     cells = features(expl)
+    se = getattr(expl, "uncertainty", None)
     if not len(cells):
-        cells = time_bands(expl, cells=DENSE_TIME_CELLS)
+        cells, se = time_bands(expl, cells=DENSE_TIME_CELLS), None
     seg = cells_frame(cells)
     seg["label"] = cells.labels()
+    with_errors = se is not None and bool(np.any(np.asarray(se) > 0))
+    if with_errors:
+        err = 2.0 * np.asarray(se, dtype=np.float64)[cells.index]
+        seg["lo"], seg["hi"], seg["se"] = seg["evidence"] - err, seg["evidence"] + err, err / 2
     patches = cells.has_frequency
     if patches:
         seg = seg.iloc[strongest(seg["evidence"], top)]
@@ -285,9 +292,11 @@ def segment_chart(
             alt.Tooltip("f1:Q", title="to (Hz)", format=".0f"),
         ]
     tooltip.append(alt.Tooltip("evidence:Q", title="evidence for spoof", format="+.4f"))
+    if with_errors:
+        tooltip.append(alt.Tooltip("se:Q", title="standard error", format=".2g"))
     x_title = "time-frequency patch" if patches else "time segment"
     colour = evidence_channel("evidence:Q", lim, legend=not compact)
-    return (
+    bars = (
         alt.Chart(seg)
         .mark_bar()
         .encode(
@@ -308,3 +317,11 @@ def segment_chart(
         )
         .properties(height=height, width="container")
     )
+    if not with_errors:
+        return bars
+    rules = (
+        alt.Chart(seg)
+        .mark_rule(color="#333")
+        .encode(x=alt.X("label:N", sort=order), y="lo:Q", y2="hi:Q", tooltip=tooltip)
+    )
+    return alt.layer(bars, rules).properties(height=height, width="container")

@@ -23,7 +23,14 @@ from ..results import Analysis, explanation_json
 from ..service import DEFAULT_SEGMENTS, Engine
 from .common import add_db, one_line, print_err
 
-QUALITY_SHOWN = ("r2", "completeness_gap", "deletion_auc", "deletion_auc_random")
+QUALITY_SHOWN = (
+    "r2",
+    "r2_heldout",
+    "stability",
+    "completeness_gap",
+    "deletion_auc",
+    "deletion_auc_random",
+)
 
 
 def _how(cached: bool, seconds: float) -> str:
@@ -70,7 +77,10 @@ def print_explanation(d: dict) -> None:
             if bounds
             else f"feature {i}"
         )
-        print(f"      {where}  {d['values'][i]:+.4f}")
+        se = (d.get("uncertainty") or [None] * len(d["values"]))[i]
+        print(f"      {where}  {d['values'][i]:+.4f}" + (f" ± {se:.4f}" if se else ""))
+    if q.get("top3_stable") is False:
+        print("      rankings unstable: the two halves disagree on the top three")
 
 
 @contextlib.contextmanager

@@ -147,7 +147,7 @@ def explain(
     )
     n = params["n_samples"]
     if explainer.uses_n_samples and n is None:
-        n = explainer.default_n_samples(win.n_features)
+        n = explainer.default_n_samples(win)
     expected = n or 1
     win.on_evals = lambda k: report(
         min(0.05 + 0.65 * win.n_evals / expected, 0.7),
@@ -197,6 +197,11 @@ def explain(
         feature_kind=win.feature_kind,
         feature_bounds=np.asarray(win.feature_bounds, dtype=np.float64),
         values=np.asarray(result.values, dtype=np.float64),
+        uncertainty=(
+            None
+            if result.uncertainty is None
+            else np.asarray(result.uncertainty, dtype=np.float64)
+        ),
         dense=(
             None if result.dense is None else np.asarray(result.dense, dtype=np.float32)
         ),

@@ -12,7 +12,14 @@ from typing import Callable
 
 import numpy as np
 
-ARRAY_FIELDS = ("feature_bounds", "values", "dense", "deletion_curve", "deletion_random")
+ARRAY_FIELDS = (
+    "feature_bounds",
+    "values",
+    "dense",
+    "deletion_curve",
+    "deletion_random",
+    "uncertainty",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,9 @@ class Explanation:
     deletion_random: np.ndarray  # (F + 1,) mean curve over random removal orders
     quality: dict = field(default_factory=dict)  # r2, completeness_gap, deletion_auc, ...
     seconds: float = 0.0
+    # (F,) standard error of each value, for estimators that measure it (SHAP); None for
+    # methods without one; zeros for exact values
+    uncertainty: np.ndarray | None = None
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta = {
@@ -70,6 +80,7 @@ class MethodResult:
     dense: np.ndarray | None  # map on the input grid, or None
     n_evals: int  # model evaluations the attribution made (forward, or forward+backward)
     quality: dict = field(default_factory=dict)  # method-specific: r2, completeness_gap
+    uncertainty: np.ndarray | None = None  # (F,) standard errors, where measured
 
 
 @dataclass(frozen=True)
@@ -78,14 +89,14 @@ class Explainer:
     One explanation method: a registry entry of core.explain.EXPLAINERS.
 
     ``fn(window, *, n_samples, seed, progress) -> MethodResult`` where ``window`` is a
-    core.explain.window.Window; ``default_n_samples(n_features)`` gives N when the caller
+    core.explain.window.Window; ``default_n_samples(window)`` gives N when the caller
     passes None (None for methods without a sample count, like Grad-CAM).
     """
 
     name: str
     version: str  # bump whenever the method's output for the same params would change
     fn: Callable[..., MethodResult]
-    default_n_samples: Callable[[int], int] | None = None
+    default_n_samples: Callable[..., int] | None = None
     description: str = ""
     label: str = ""  # display name ("Grad-CAM"); "" = the registry key
     cost: str = ""  # one sentence on how long it takes, for people waiting on it

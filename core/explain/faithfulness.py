@@ -10,40 +10,18 @@ quality["deletion_gain"] = random area - area > 0.
 Reference: Petsiuk et al., RISE, BMVC 2018 (arXiv 1806.07421), deletion metric.
 
 The random orders depend only on the seed and the number of features, so their curves
-depend on the window (model weights, audio, window, target, features, baseline), never on
-the method: they are computed once per process for a window and shared by every method
-that explains it (RANDOM_CACHE, a small LRU keyed by all of those).
+depend on the window, never on the method: their coalitions are in the window's
+coalition table (window.py) after the first method, and every later method that explains
+the window gets them without a model call.
 """
 
 from __future__ import annotations
-
-import hashlib
-import threading
-from collections import OrderedDict
 
 import numpy as np
 
 from .window import Window
 
 DEFAULT_RANDOM_ORDERS = 3
-RANDOM_CACHE_SIZE = 64  # windows; each entry is (orders, F + 1) floats
-
-_RANDOM_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_RANDOM_LOCK = threading.Lock()
-
-
-def _window_key(window: Window, random_orders: int, seed: int) -> tuple:
-    """everything the random-order curves depend on"""
-    digest = hashlib.sha256()
-    for t in (window.x, window.baseline, window.feature_mask):
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return (window.spec.key, window.spec.sha256, window.index, int(window.target),
-            window.n_features, digest.hexdigest(), int(random_orders), int(seed))  # fmt: skip
-
-
-def clear_random_cache() -> None:
-    with _RANDOM_LOCK:
-        _RANDOM_CACHE.clear()
 
 
 def _curves(window: Window, orders: list[np.ndarray]) -> np.ndarray:
@@ -82,18 +60,7 @@ def deletion_curves(
     curve = _curves(window, [removal_order(values)])[0]
     random_mean = np.full(n + 1, np.nan)
     if random_orders:
-        key = _window_key(window, random_orders, seed)
-        with _RANDOM_LOCK:
-            mean = _RANDOM_CACHE.get(key)
-            if mean is not None:
-                _RANDOM_CACHE.move_to_end(key)
-        if mean is None:
-            mean = _curves(window, random).mean(axis=0)
-            with _RANDOM_LOCK:
-                _RANDOM_CACHE[key] = mean
-                while len(_RANDOM_CACHE) > RANDOM_CACHE_SIZE:
-                    _RANDOM_CACHE.popitem(last=False)
-        random_mean = mean.copy()
+        random_mean = _curves(window, random).mean(axis=0)
     auc = float(np.trapezoid(curve, dx=1.0 / n))
     quality = {"deletion_auc": auc, "random_orders": random_orders}
     if random_orders:

@@ -23,7 +23,7 @@ from .window import Window, batch_size, seeded
 BACKWARD_FACTOR = 3.0  # activations kept for backward + their gradients, per input
 
 
-def default_n_samples(n_features: int) -> int:
+def default_n_samples(window) -> int:
     return 16
 
 

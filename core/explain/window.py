@@ -22,12 +22,27 @@ patch's temporal detail.
 
 Model outputs explained
 -----------------------
-Perturbation methods (SHAP, LIME) and the deletion curves use P(target), the softmax
-probability, so Shapley values add up to P(target | x) - P(target | baseline).
+SHAP and LIME explain the target's log-odds, logit[t] - logit[1 - t] = log P(t)/P(1-t)
+(``Window.game``), so Shapley values add up to log-odds(x) - log-odds(baseline): P(target)
+saturates (AASIST often gives 0.9999), and in P the values of a saturated window all but
+vanish. The deletion curves use P(target) (``Window.evaluate``), the quantity a reader
+knows.
+
+Coalitions are evaluated once
+-----------------------------
+Every method asks the model about coalitions (which features are kept). The answers
+depend only on the window (weights, audio, window, features, baseline), never on the
+method or the target, so they are kept per process in a small LRU of tables keyed by all
+of those and held by the detector object (``coalition_table``): SHAP, LIME, the deletion curves and the random-order
+baseline of one window share them, and ``Window.n_evals`` counts only the model calls a
+method really made.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -40,12 +55,17 @@ from ..audio import SAMPLE_RATE
 from ..detect import THRESHOLD, p_spoof_from_logits
 
 TARGET_LABELS = ("spoof", "bonafide")
-DEFAULT_SEGMENTS = 16
+# 8 features: small enough that SHAP can enumerate every coalition (2^8 = 256 model
+# calls) on the Res-TSSDNets, so the default explanation is exact, and LIME and the
+# deletion curves after it cost no model call; `python -m benchmarks shapley` measures
+# what sampling costs in accuracy at other counts (README)
+DEFAULT_SEGMENTS = 8
 DEFAULT_BANDS = 4  # CQT frequency bands: 432 bins / 4 = 108 bins = 2.25 octaves each
 MEMORY_BUDGET = 768 * 2**20  # bytes of activations one batch of perturbations may use
 # perturbations per forward call, whatever the budget allows: on CPU, batches above 4
 # cost more per window (Res-TSSDNet 1D 0.08 s at 4 vs 0.19 s at 8, CQT 0.38 vs 0.70 s)
 MAX_BATCH = 4
+TABLE_CACHE_SIZE = 64  # windows whose coalition values a process keeps
 
 Progress = Callable[[float, str], None]
 
@@ -80,7 +100,9 @@ class Window:
     batch: int  # perturbations per forward call (memory-sized)
     n_evals: int = 0  # model evaluations made through this object
     on_evals: Callable[[int], None] | None = None
-    _p_baseline: float | None = field(default=None, repr=False)
+    # coalition (packed bits) -> logit[0] - logit[1]; shared by every Window of the same
+    # window (see coalition_table), so a coalition is sent to the model once
+    table: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -114,23 +136,48 @@ class Window:
         )
         return torch.where(full, self.x, self.baseline)
 
+    def _margins(self, keep: np.ndarray) -> np.ndarray:
+        """logit[0] - logit[1] for each coalition, from the table or the model"""
+        keep = np.asarray(keep, dtype=bool).reshape(-1, self.n_features)
+        codes = [row.tobytes() for row in np.packbits(keep, axis=1)]
+        missing = list(dict.fromkeys(c for c in codes if c not in self.table))
+        if missing:
+            rows = {c: i for i, c in enumerate(codes)}
+            todo = torch.as_tensor(keep[[rows[c] for c in missing]])
+            for i in range(0, len(todo), self.batch):
+                part = todo[i : i + self.batch]
+                logits = self.detector.logits(self.compose(part)).double()
+                margin = (logits[:, 0] - logits[:, 1]).cpu().numpy()
+                for c, m in zip(missing[i : i + self.batch], margin):
+                    self.table[c] = float(m)
+                self.n_evals += len(part)
+                if self.on_evals is not None:
+                    self.on_evals(len(part))
+        return np.array([self.table[c] for c in codes], dtype=np.float64)
+
+    def game(self, keep: np.ndarray) -> np.ndarray:
+        """the target's log-odds for each coalition; keep : bool (n, F) -> (n,) float64"""
+        sign = 1.0 if self.target == 0 else -1.0
+        return sign * self._margins(keep)
+
     def evaluate(self, keep: np.ndarray) -> np.ndarray:
-        """P(target) for each coalition; keep : bool (n, F) -> (n,) float64, batched"""
-        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool))
-        out = []
-        for i in range(0, len(keep_t), self.batch):
-            probs = self.probabilities(self.compose(keep_t[i : i + self.batch]))
-            out.append(probs[:, self.target].double().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+        """P(target) for each coalition; keep : bool (n, F) -> (n,) float64"""
+        return 1.0 / (1.0 + np.exp(-self.game(keep)))
+
+    @property
+    def log_odds_target(self) -> float:
+        """the target's log-odds on the whole window (every feature kept)"""
+        return float(self.game(np.ones((1, self.n_features), bool))[0])
+
+    @property
+    def log_odds_baseline(self) -> float:
+        """the target's log-odds with every feature removed"""
+        return float(self.game(np.zeros((1, self.n_features), bool))[0])
 
     @property
     def p_baseline(self) -> float:
         """P(target) with every feature removed"""
-        if self._p_baseline is None:
-            self._p_baseline = float(
-                self.evaluate(np.zeros((1, self.n_features), bool))[0]
-            )
-        return self._p_baseline
+        return float(self.evaluate(np.zeros((1, self.n_features), bool))[0])
 
     def region_mean(self, dense: np.ndarray) -> np.ndarray:
         """mean of a map on the input grid over each feature -> (F,)"""
@@ -192,6 +239,8 @@ def prepare_window(
 
     mask, bounds = front_end.features(x, segments=segments, bands=bands)
     bounds[:, :2] += start
+    baseline = front_end.baseline(x)
+    mask = mask.reshape(x.shape)
     return Window(
         detector=detector,
         index=index,
@@ -199,9 +248,9 @@ def prepare_window(
         end=end,
         samples=batch[index].copy(),  # not a view: the other windows can go
         x=x,
-        baseline=front_end.baseline(x),
+        baseline=baseline,
         baseline_name=front_end.baseline_name,
-        feature_mask=mask.reshape(x.shape),
+        feature_mask=mask,
         feature_bounds=bounds,
         feature_kind=front_end.feature_kind,
         target=target_idx,
@@ -209,7 +258,38 @@ def prepare_window(
         p_target=p_target,
         activation_bytes=act_bytes,
         batch=batch_size(act_bytes, detector.device),
+        table=coalition_table(detector, index, x, baseline, mask),
     )
+
+
+_TABLES_LOCK = threading.Lock()
+
+
+def coalition_table(detector, index: int, x, baseline, mask) -> dict:
+    """
+    The table of coalition values for this window, new and empty if none: kept on the
+    detector object (so a reloaded or different net never sees another's values), a
+    small LRU keyed by the window's input, baseline and features.
+    """
+    digest = hashlib.sha256()
+    for t in (x, baseline, mask):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    key = (int(index), digest.hexdigest())
+    with _TABLES_LOCK:
+        tables = detector.__dict__.setdefault("_coalition_tables", OrderedDict())
+        table = tables.get(key)
+        if table is None:
+            table = tables[key] = {}
+        tables.move_to_end(key)
+        while len(tables) > TABLE_CACHE_SIZE:
+            tables.popitem(last=False)
+    return table
+
+
+def clear_coalition_tables(detector) -> None:
+    """forget a detector's cached coalition values (tests; weights changed in place)"""
+    with _TABLES_LOCK:
+        detector.__dict__.pop("_coalition_tables", None)
 
 
 def _logits_and_activation_bytes(detector, x: torch.Tensor) -> tuple[torch.Tensor, int]:
