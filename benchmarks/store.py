@@ -60,7 +60,7 @@ class StandInDetector:
 
         return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
 
-    def score(self, audio):
+    def score(self, audio, progress=None):
         _, starts = self.windows(audio.samples)
         rng = np.random.default_rng(len(audio.samples))
         return verdict_from_windows(

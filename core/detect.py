@@ -14,13 +14,14 @@ stays below the threshold.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .audio import SAMPLE_RATE, Audio, frame_windows
+from .audio import SAMPLE_RATE, Audio, fit_length, frame_windows, window_starts
 from .registry import MODELS, ModelSpec, default_device, load_model
 
 THRESHOLD = 0.5  # on P(spoof); not calibrated for any particular operating point
@@ -100,11 +101,28 @@ class Detector:
     def windows(self, samples: np.ndarray) -> tuple[np.ndarray, list[int]]:
         return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
 
-    def score(self, audio: Audio | np.ndarray) -> Verdict:
+    def score(
+        self,
+        audio: Audio | np.ndarray,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Verdict:
+        """
+        Score every window of the file. Windows are cut, transformed and scored
+        BATCH_SIZE at a time, so memory beyond the decoded audio does not grow with
+        the file's length; ``progress(done, total)`` is called after each batch.
+        """
         t0 = time.perf_counter()
         samples = audio.samples if isinstance(audio, Audio) else audio
-        batch, starts = self.windows(samples)
-        p = self.p_spoof(batch)
+        starts = window_starts(len(samples), self.spec.input_length, self.spec.window_hop)
+        length = self.spec.input_length
+        p = np.empty(len(starts))
+        for i in range(0, len(starts), BATCH_SIZE):
+            part = starts[i : i + BATCH_SIZE]
+            batch = np.stack([fit_length(samples[s : s + length], length) for s in part])
+            p[i : i + len(part)] = self.p_spoof(batch.astype(np.float32, copy=False))
+            if progress is not None:
+                progress(i + len(part), len(starts))
         return verdict_from_windows(
             self.spec, p, starts, len(samples), seconds=time.perf_counter() - t0
         )

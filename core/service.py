@@ -69,6 +69,21 @@ def model_lock(key: str) -> threading.Lock:
         return _MODEL_LOCKS.setdefault(key, threading.Lock())
 
 
+def window_progress(key: str, progress: Progress | None):
+    """progress(done, total) of scoring windows -> the caller's progress, with an ETA"""
+    if progress is None:
+        return None
+    t0 = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / done * (total - done) if done else float("nan")
+        left = f", about {eta:.0f} s left" if done < total and eta == eta else ""
+        progress(done / total, f"{key}: window {done}/{total}{left}")
+
+    return report
+
+
 def _quiet(fraction: float, message: str) -> None:
     pass
 
@@ -186,7 +201,7 @@ class Engine(Explaining):
 
         def compute() -> dict:
             with self.using(key, progress):
-                return self.detector(key).score(audio).to_json()
+                return self.detector(key).score(audio, progress=window_progress(key, progress)).to_json()
 
         if self.db_path is None:
             return verdict_from_row(compute()), False
@@ -236,8 +251,9 @@ class Engine(Explaining):
             at = 0.05 + 0.95 * i / len(chosen)
             report(at, f"scoring with {key}")
             t0 = time.perf_counter()
+            share = 0.95 / len(chosen)
             verdicts[key], cached[key] = self.verdict(
-                audio, key, progress=lambda f, msg, at=at: report(at, msg)
+                audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg)
             )
             seconds[key] = time.perf_counter() - t0
         signal = self._signal_quality(audio.sha256, row, audio)

@@ -53,7 +53,7 @@ class FakeDetector:
 
         return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
 
-    def score(self, audio):
+    def score(self, audio, progress=None):
         self.calls += 1
         if self.log:
             with open(self.log, "a") as f:

@@ -89,7 +89,7 @@ def test_rerun_and_page_switches_recompute_nothing(app_env, monkeypatch):
     calls = {"score": 0, "load": 0}
     real_score, real_load = Detector.score, Detector.load.__func__
 
-    def score(self, audio):
+    def score(self, audio, progress=None):
         calls["score"] += 1
         return real_score(self, audio)
 

@@ -78,7 +78,7 @@ class _FakeDetector:
 
         self.spec = MODELS["aasist-official"]
 
-    def score(self, audio):
+    def score(self, audio, progress=None):
         from core.detect import verdict_from_windows
 
         n = len(audio.samples)

@@ -43,7 +43,7 @@ class Fixed:
         self.spec = dataclasses.replace(MODELS["tssd1d"], key=key, sha256=key[-1] * 64)
         self.p = p
 
-    def score(self, audio):
+    def score(self, audio, progress=None):
         from core.audio import frame_windows
 
         _, starts = frame_windows(audio.samples, self.spec.input_length, self.spec.window_hop)

@@ -45,7 +45,7 @@ class StubDetector:
         base = next(iter(MODELS.values()))
         self.spec = dataclasses.replace(base, key="stub", sha256="5" * 64)
 
-    def score(self, audio):
+    def score(self, audio, progress=None):
         from core.audio import window_starts
 
         starts = window_starts(len(audio.samples), self.spec.input_length, self.spec.window_hop)

@@ -18,7 +18,7 @@ class Slow(Fixed):
         self.delay = delay
         self.started = threading.Event()
 
-    def score(self, audio):
+    def score(self, audio, progress=None):
         self.started.set()
         time.sleep(self.delay)
         return super().score(audio)

@@ -74,6 +74,12 @@ def registered_models() -> list[str]:
     return list(MODELS)
 
 
+def method_caveat(method: str, model: str) -> str | None:
+    """a measured limit of the method on this model, or None (core.explain.base)"""
+    spec = MODELS.get(model)
+    return None if spec is None else methods()[method].caveat_for(spec)
+
+
 def model_name(key: str) -> str:
     return report.display_name(key)
 

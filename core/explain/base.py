@@ -100,6 +100,12 @@ class Explainer:
     description: str = ""
     label: str = ""  # display name ("Grad-CAM"); "" = the registry key
     cost: str = ""  # one sentence on how long it takes, for people waiting on it
+    # spec -> a measured limit of the method on that model, shown next to its result
+    # (None = nothing known against it)
+    caveat: Callable[[object], str | None] | None = None
+
+    def caveat_for(self, spec) -> str | None:
+        return self.caveat(spec) if self.caveat is not None else None
 
     @property
     def title(self) -> str:

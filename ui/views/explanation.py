@@ -94,6 +94,9 @@ def explanation_controls(analysis: Analysis, *, prefix: str) -> View:
     )
     explainer = registry[method]
     st.caption(f"**{explainer.title}**: {explainer.description}")
+    caveat = engine.method_caveat(method, model)
+    if caveat:
+        st.caption(f":orange[{caveat}]")
     view = View(analysis.sha256, model, method, int(window), target)
     # keep the address bar a share link of exactly this view
     st.query_params.update(
