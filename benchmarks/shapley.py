@@ -177,7 +177,7 @@ def measure_clip(eng: Engine, key: str, path: str, args) -> dict:
             stability=got["stability"], top3_stable=got["top3_stable"],
             mean_se=float(np.mean(got["uncertainty"])))  # fmt: skip
     for width in args.widths:
-        for n in sorted({3 * m + 2, lime_mod.samples_for(m), *args.lime_n}):
+        for n in sorted({3 * m + 2, lime_mod.samples_for(m, MODELS[key]), *args.lime_n}):
             g = TableGame(lo, m)
             values, surrogate = lime_mod.lime_values(g, m, n, 0, width=width)
             add(f"lime {width:g}", n, values, truth_lo, len(g.asked),
@@ -194,7 +194,7 @@ def pipeline_calls(lo: np.ndarray, m: int, args) -> dict:
     """distinct coalitions of SHAP + LIME + deletion curves at the defaults"""
     g = TableGame(lo, m)
     shap = estimate(g, m, min(2**m, args.budget_for_pipeline), 0)["values"]
-    lime_values, _ = lime_mod.lime_values(g, m, lime_mod.samples_for(m), 0)
+    lime_values, _ = lime_mod.lime_values(g, m, lime_mod.samples_for(m, MODELS[args.model]), 0)
     rng = np.random.default_rng(0)
     orders = [removal_order(shap), removal_order(lime_values)]
     orders += [rng.permutation(m) for _ in range(DEFAULT_RANDOM_ORDERS)]
@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: weights not installed, skipped")
             continue
         args.budget_for_pipeline = args.pipeline_budget or budget(MODELS[key])
+        args.model = key
         for utt, label in clips:
             t = time.perf_counter()
             r = measure_clip(eng, key, str(MINISPOOF / "flac" / f"{utt}.flac"), args)

@@ -44,12 +44,15 @@ FOLDS = 5
 SAMPLES_PER_FEATURE = 8
 
 
-def samples_for(n_features: int) -> int:
-    return SAMPLES_PER_FEATURE * n_features
+def samples_for(n_features: int, spec=None) -> int:
+    """LIME's default N: the model's samples per feature (core.archs) x F, plus 2"""
+    arch = getattr(spec, "architecture", None)
+    per = int(getattr(arch, "lime_samples_per_feature", SAMPLES_PER_FEATURE))
+    return per * n_features + (2 if per < SAMPLES_PER_FEATURE else 0)
 
 
 def default_n_samples(window) -> int:
-    return samples_for(window.n_features)
+    return samples_for(window.n_features, window.spec)
 
 
 def weighted_r2(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> float:
