@@ -27,7 +27,7 @@ from . import keys, store
 from .audio import AudioError, audio_sha256, load_audio
 from .data import ProtocolEntry, audio_path
 from .registry import WeightsError
-from .service import Engine, audio_info
+from .service import DEFAULT_SEGMENTS, Engine, audio_info
 
 VERDICT = "verdict"  # the ``what`` of a to-do item that is a verdict, not a method
 
@@ -170,7 +170,7 @@ def run_batch(
     protocol: str = "",
     models: list[str] | None = None,
     methods: list[str] | None = None,
-    segments: int = 16,
+    segments: int = DEFAULT_SEGMENTS,
     workers: int = 1,
     engine: str = "local",
     ray_address: str | None = None,

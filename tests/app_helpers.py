@@ -58,7 +58,7 @@ class FastExplain:
         return explain_params(method, **kw)
 
     def explain(self, detector, samples, *, method, window=None, target=None,
-                segments=16, n_samples=None, seed=0, progress=None, **_):
+                segments=8, n_samples=None, seed=0, progress=None, **_):
         self.calls += 1
         if progress:
             progress(0.5, f"{method}: half way")

@@ -72,7 +72,7 @@ def fake_backend(log=None):
 
     explain_params = core.explain.explain_params  # the real one: real keys
 
-    def explain(detector, samples, *, method, window=None, target=None, segments=16,
+    def explain(detector, samples, *, method, window=None, target=None, segments=8,
                 n_samples=None, seed=0, progress=None):  # fmt: skip
         calls.append((detector.spec.key, method, window, segments))
         if log:

@@ -90,7 +90,7 @@ def _fake_backend(quality: dict):
     import core.explain
     from core.explain.base import Explanation
 
-    def explain(detector, samples, *, method, window=None, target=None, segments=16,
+    def explain(detector, samples, *, method, window=None, target=None, segments=8,
                 n_samples=None, seed=0, progress=None):  # fmt: skip
         edges = np.linspace(0.0, 0.5, segments + 1)
         return Explanation(

@@ -125,7 +125,7 @@ def test_explain_stored_computes_once_and_round_trips(db_path, fakes):
     _, cached, _ = explain_stored(a.sha256,
         "fake-a",
         "shap",
-        segments=8,
+        segments=12,  # not the default (8): another explanation
         db=db_path,
         detectors=fakes,
         backend=backend,
@@ -136,7 +136,7 @@ def test_explain_stored_computes_once_and_round_trips(db_path, fakes):
     assert not cached and len(backend.calls) == 3
     stored = load_analysis(a.sha256, db=db_path).explanations
     assert sorted((e["model"], e["params"]["segments"]) for e in stored) == [
-        ("fake-a", 8), ("fake-a", 16), ("fake-b", 16)
+        ("fake-a", 8), ("fake-a", 12), ("fake-b", 8)
     ]  # fmt: skip
     assert len(load_explanations(a.sha256, model="fake-a", db=db_path)) == 2
 

@@ -12,7 +12,7 @@ from ..corpus import summary_json
 from ..data import ProtocolError, parse_protocol
 from ..ray_connect import ClusterError
 from ..registry import MODELS, WeightsError
-from ..service import Engine
+from ..service import DEFAULT_SEGMENTS, Engine
 from .common import add_db, print_err
 
 
@@ -77,7 +77,7 @@ def add_cli(sub) -> None:
     p.add_argument("--audio-dir", required=True, help="folder with FILE_ID.flac")
     p.add_argument("--model", action="append", metavar="KEY", choices=list(MODELS))
     p.add_argument("--explain", metavar="METHODS", help=f"comma-separated: {','.join(METHODS)}")
-    p.add_argument("--segments", type=int, default=16)
+    p.add_argument("--segments", type=int, default=DEFAULT_SEGMENTS)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--engine", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", metavar="ADDR",
