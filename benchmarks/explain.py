@@ -16,16 +16,15 @@ its ratio is not comparable). Models whose weights are not installed run with fr
 initialised nets and are marked RANDOM INIT: timing only, their explanations mean
 nothing.
 
---exact S also checks SHAP's accuracy: KernelShap with the default N on S segments
-against exact Shapley values from all 2^S coalitions (Spearman, max error / range).
+--exact S also checks SHAP's accuracy: SHAP with its default N on S segments against
+exact Shapley values of the log-odds from all 2^S coalitions (Spearman, max error /
+range); `python -m benchmarks shapley` is the full accuracy-versus-cost benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import math
 import os
 import subprocess
 import sys
@@ -127,37 +126,22 @@ def run_one(args) -> list[dict]:
     return rows
 
 
-def exact_shapley(evaluate, m: int) -> tuple[np.ndarray, float]:
-    """
-    Shapley values from all 2^m coalitions: phi_i = sum over S without i of
-    |S|! (m - |S| - 1)! / m! (f(S + i) - f(S)). Returns (phi, seconds of evaluation).
-    """
-    keep = np.array(list(itertools.product([False, True], repeat=m)))
-    t = time.perf_counter()
-    f = dict(zip(map(tuple, keep), evaluate(keep)))
-    seconds = time.perf_counter() - t
-    phi = np.zeros(m)
-    for s, fs in f.items():
-        k = sum(s)
-        w = math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) if k < m else 0
-        for i in (i for i in range(m) if not s[i]):
-            phi[i] += w * (f[s[:i] + (True,) + s[i + 1 :]] - fs)
-    return phi, seconds
-
-
 def exact_check(eng: Engine, key: str, audio, verdict, segments: int, weights: str) -> dict:
     """KernelShap at its default N vs exact Shapley values on `segments` features"""
     from scipy.stats import spearmanr
 
+    from core.explain import shapley
     from core.explain.window import prepare_window
 
     e = eng.explain_audio(audio, key, "shap", verdict=verdict, segments=segments).explanation
     win = prepare_window(eng.detector(key), audio.samples, window=e.window, segments=segments)
-    phi, t_exact = exact_shapley(win.evaluate, win.n_features)
+    t = time.perf_counter()
+    phi = shapley.exact(win.game, win.n_features)  # the log-odds, as SHAP explains
+    t_exact = time.perf_counter() - t
     spread = float(np.ptp(phi))
     return {
         "model": key, "weights": weights, "method": "shap-vs-exact",
-        "features": win.n_features, "n": e.quality["n_evals"],
+        "features": win.n_features, "n": e.quality["n_samples"],
         "n_exact": 2**win.n_features, "seconds_exact": t_exact,
         "spearman": float(spearmanr(e.values, phi).statistic) if spread > 0 else None,
         "max_err_over_range": (
@@ -214,7 +198,7 @@ def print_row(r: dict) -> None:
     if r["method"] == "shap-vs-exact":
         print(
             f"{r['model']:<18} SHAP accuracy on {r['features']} segments: "
-            f"KernelShap N={r['n']} vs exact ({r['n_exact']} coalitions): "
+            f"SHAP N={r['n']} vs exact ({r['n_exact']} coalitions): "
             f"Spearman {r['spearman']}, max error {r['max_err_over_range']} of the "
             f"range, completeness gap {r['completeness_rel']:.2%}"
         )

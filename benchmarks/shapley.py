@@ -39,14 +39,13 @@ from core.explain import lime as lime_mod
 from core.explain.faithfulness import DEFAULT_RANDOM_ORDERS, removal_order
 from core.explain.gradcam import gradcam
 from core.explain.shapley import (
-    CAPTUM_BATCH,
     all_coalitions,
     estimate,
     exact,
+    kernel_half,
     rank_agreement,
-    torch_game,
 )
-from core.explain.window import prepare_window, seeded
+from core.explain.window import prepare_window
 from core.registry import MODELS, weights_status
 from core.service import Engine
 
@@ -74,20 +73,6 @@ class TableGame:
         self.asked.update(codes.tolist())
         self.calls += len(codes)
         return self.values[codes]
-
-
-def plain_kernel_shap(game, m: int, n: int, seed: int) -> np.ndarray:
-    """Captum KernelShap as version 1 called it (no pairing), on a binary game"""
-    import torch
-    from captum.attr import KernelShap
-
-    ones = torch.ones(1, m, dtype=torch.float64)
-    with seeded(seed):
-        coefs = KernelShap(torch_game(game)).attribute(
-            ones, baselines=torch.zeros_like(ones), n_samples=n,
-            perturbations_per_eval=CAPTUM_BATCH, return_input_shape=False,
-        )  # fmt: skip
-    return coefs.detach().double().reshape(-1).numpy()
 
 
 def accuracy(est: np.ndarray, truth: np.ndarray) -> dict:
@@ -167,10 +152,10 @@ def measure_clip(eng: Engine, key: str, path: str, args) -> dict:
                      "seconds": evals * per_eval, **extra})  # fmt: skip
 
     for n in V1_GRID:
-        add("shap-v1", n, plain_kernel_shap(TableGame(p, m), m, n, 0), truth_p, n)
+        add("shap-v1", n, kernel_half(TableGame(p, m), m, n, 0, paired=False), truth_p, n)
     for n in args.budgets:
         g = TableGame(lo, m)
-        add("shap-plain", n, plain_kernel_shap(g, m, n, 0), truth_lo, len(g.asked))
+        add("shap-plain", n, kernel_half(g, m, n, 0, paired=False), truth_lo, len(g.asked))
         g = TableGame(lo, m)
         got = estimate(g, m, n, 0)
         add("shap", n, got["values"], truth_lo, len(g.asked),

@@ -218,5 +218,10 @@ def frame_windows(x: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, lis
     batch : np.ndarray, shape = (n_windows, window), float32
     """
     starts = window_starts(len(x), window, hop)
+    return cut_windows(x, starts, window), starts
+
+
+def cut_windows(x: np.ndarray, starts: list[int], window: int) -> np.ndarray:
+    """the windows of x at ``starts``, each fitted to ``window`` samples -> float32 (n, window)"""
     batch = np.stack([fit_length(x[s : s + window], window) for s in starts])
-    return batch.astype(np.float32, copy=False), starts
+    return batch.astype(np.float32, copy=False)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .audio import SAMPLE_RATE, Audio, fit_length, frame_windows, window_starts
+from .audio import SAMPLE_RATE, Audio, cut_windows, frame_windows, window_starts
 from .registry import MODELS, ModelSpec, default_device, load_model
 
 THRESHOLD = 0.5  # on P(spoof); not calibrated for any particular operating point
@@ -115,12 +115,10 @@ class Detector:
         t0 = time.perf_counter()
         samples = audio.samples if isinstance(audio, Audio) else audio
         starts = window_starts(len(samples), self.spec.input_length, self.spec.window_hop)
-        length = self.spec.input_length
         p = np.empty(len(starts))
         for i in range(0, len(starts), BATCH_SIZE):
             part = starts[i : i + BATCH_SIZE]
-            batch = np.stack([fit_length(samples[s : s + length], length) for s in part])
-            p[i : i + len(part)] = self.p_spoof(batch.astype(np.float32, copy=False))
+            p[i : i + len(part)] = self.p_spoof(cut_windows(samples, part, self.spec.input_length))
             if progress is not None:
                 progress(i + len(part), len(starts))
         return verdict_from_windows(

@@ -76,9 +76,10 @@ def window_progress(key: str, progress: Progress | None):
     t0 = time.perf_counter()
 
     def report(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - t0
-        eta = elapsed / done * (total - done) if done else float("nan")
-        left = f", about {eta:.0f} s left" if done < total and eta == eta else ""
+        left = ""
+        if 0 < done < total:
+            eta = (time.perf_counter() - t0) / done * (total - done)
+            left = f", about {eta:.0f} s left"
         progress(done / total, f"{key}: window {done}/{total}{left}")
 
     return report
@@ -201,7 +202,8 @@ class Engine(Explaining):
 
         def compute() -> dict:
             with self.using(key, progress):
-                return self.detector(key).score(audio, progress=window_progress(key, progress)).to_json()
+                per_window = window_progress(key, progress)
+                return self.detector(key).score(audio, progress=per_window).to_json()
 
         if self.db_path is None:
             return verdict_from_row(compute()), False

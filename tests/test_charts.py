@@ -144,3 +144,23 @@ def test_deletion_chart_draws_both_curves_over_the_fraction_removed():
     assert [p for _, p in ours] == pytest.approx(np.linspace(0.9, 0.1, 4).tolist())
     assert [p for _, p in rand] == pytest.approx(np.linspace(0.9, 0.5, 4).tolist())
     assert d["encoding"]["y"]["title"] == "P(spoof)"
+
+
+def test_segment_chart_error_bars_span_two_standard_errors_on_the_evidence_sign():
+    import dataclasses
+
+    expl = dataclasses.replace(
+        make_expl([0.5, -0.2], target_label="bonafide"), uncertainty=np.array([0.05, 0.1])
+    )
+    spec = charts.segment_chart(expl).to_dict()
+    assert [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+            for layer in spec["layer"]] == ["bar", "rule"]  # fmt: skip
+    bars = rows(spec, 1)
+    assert [b["evidence"] for b in bars] == [-0.5, 0.2]
+    assert [b["lo"] for b in bars] == pytest.approx([-0.6, 0.0])
+    assert [b["hi"] for b in bars] == pytest.approx([-0.4, 0.4])
+    assert [b["se"] for b in bars] == pytest.approx([0.05, 0.1])
+    # exact values (zero error) and methods without one: plain bars
+    exact = dataclasses.replace(expl, uncertainty=np.zeros(2))
+    assert "layer" not in charts.segment_chart(exact).to_dict()
+    assert "layer" not in charts.segment_chart(make_expl([0.5, -0.2])).to_dict()

@@ -245,6 +245,7 @@ def assert_closed(at: AppTest) -> None:
 
 
 def test_malformed_secrets_file_keeps_the_app_closed(gate_env):
+    # (the one test of an unparsable secrets file; test_ui_structure had a second copy)
     bad = gate_env / "secrets.toml"
     bad.write_text('access_password = "unterminated\nallowed_networks = [\n')
     before = config.get_option("secrets.files")

@@ -56,17 +56,23 @@ def test_failed_compute_releases_the_claim(db_path):
     assert not cached
 
 
-def test_claim_of_a_dead_process_is_taken_over(db_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+def plant_claim(db_path, *, owner: str, pid: int) -> str:
+    """a prediction claim on this host held by ``pid``, as another process writes it"""
     key = VerdictKey(SHA, "m", "w" * 64, {}).key
     now = time.time()
     with store.open_db(db_path) as db:
         db.execute(
             "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [key, "prediction", "ghost", _HOST, dead.pid, now, now],
+            [key, "prediction", owner, _HOST, pid, now, now],
         )
+    return key
+
+
+def test_claim_of_a_dead_process_is_taken_over(db_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    plant_claim(db_path, owner="ghost", pid=dead.pid)
     t0 = time.monotonic()
     _, cached = store.get_or_compute_prediction(
         VerdictKey(SHA, "m", "w" * 64, {}), Counter(), db=db_path
@@ -76,14 +82,7 @@ def test_claim_of_a_dead_process_is_taken_over(db_path):
 
 def test_waiter_gets_the_result_computed_elsewhere(db_path, monkeypatch):
     """A claim held by a live owner: we wait, and take its result when it lands."""
-    key = VerdictKey(SHA, "m", "w" * 64, {}).key
-    now = time.time()
-    with store.open_db(db_path) as db:
-        db.execute(
-            "INSERT INTO claims (key, kind, owner, host, pid, claimed_at, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [key, "prediction", "other", _HOST, os.getpid(), now, now],
-        )
+    key = plant_claim(db_path, owner="other", pid=os.getpid())
 
     def other_finishes():
         time.sleep(0.4)

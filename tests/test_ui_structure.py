@@ -99,25 +99,6 @@ def test_a_new_explanation_method_needs_no_ui_edit(app_env, monkeypatch):
     assert at.button(key="analyze_compute").proto.label == "Compute Occlusion sweep"
 
 
-def test_unreadable_secrets_file_keeps_the_app_closed(app_env, tmp_path):
-    """a secrets file that may hold the password but does not parse: fail closed"""
-    from streamlit import config
-
-    bad = tmp_path / "secrets.toml"
-    bad.write_text('access_password = "unterminated\n')
-    before = config.get_option("secrets.files")
-    config.set_option("secrets.files", [str(bad)])
-    try:
-        at = new_app()
-        at.run()
-    finally:
-        config.set_option("secrets.files", before)
-    assert_clean(at)
-    assert [t.value for t in at.title] == [ui.gate.GATE_TITLE]
-    assert any("cannot be read" in e.value for e in at.error)
-    assert not at.get("page_link") and not at.get("file_uploader")
-
-
 def test_one_colour_helper_for_verdicts_and_badges():
     from core.colours import BONAFIDE_BLUE, NEUTRAL, SPOOF_RED
     from ui import widgets

@@ -275,8 +275,8 @@ def segment_chart(
     seg["label"] = cells.labels()
     with_errors = se is not None and bool(np.any(np.asarray(se) > 0))
     if with_errors:
-        err = 2.0 * np.asarray(se, dtype=np.float64)[cells.index]
-        seg["lo"], seg["hi"], seg["se"] = seg["evidence"] - err, seg["evidence"] + err, err / 2
+        seg["se"] = np.asarray(se, dtype=np.float64)[cells.index]
+        seg["lo"], seg["hi"] = seg["evidence"] - 2 * seg["se"], seg["evidence"] + 2 * seg["se"]
     patches = cells.has_frequency
     if patches:
         seg = seg.iloc[strongest(seg["evidence"], top)]

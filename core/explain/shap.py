@@ -21,15 +21,14 @@ import numpy as np
 
 from .base import Explainer, MethodResult
 from .shapley import estimate
-from .window import Window
+from .window import Window, arch_setting
 
 DEFAULT_BUDGET = 256  # model calls, for models whose architecture names none
 
 
 def budget(spec) -> int:
     """the model's default SHAP budget in model calls"""
-    arch = getattr(spec, "architecture", None)
-    return int(getattr(arch, "shap_budget", DEFAULT_BUDGET) or DEFAULT_BUDGET)
+    return int(arch_setting(spec, "shap_budget", DEFAULT_BUDGET))
 
 
 def default_n_samples(window: Window) -> int:

@@ -79,11 +79,14 @@ def torch_game(game: Game) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def kernel_half(game: Game, m: int, n_samples: int, seed: int) -> np.ndarray:
-    """one paired-sampling KernelSHAP estimate (m,) from n_samples coalitions"""
+def kernel_half(
+    game: Game, m: int, n_samples: int, seed: int, *, paired: bool = True
+) -> np.ndarray:
+    """one KernelSHAP estimate (m,) from n_samples coalitions (paired, or Captum's own)"""
     ones = torch.ones(1, m, dtype=torch.float64)
+    method = PairedKernelShap if paired else KernelShap
     with seeded(seed):
-        coefs = PairedKernelShap(torch_game(game)).attribute(
+        coefs = method(torch_game(game)).attribute(
             ones,
             baselines=torch.zeros_like(ones),
             n_samples=max(int(n_samples), 4),

@@ -32,10 +32,11 @@ Coalitions are evaluated once
 -----------------------------
 Every method asks the model about coalitions (which features are kept). The answers
 depend only on the window (weights, audio, window, features, baseline), never on the
-method or the target, so they are kept per process in a small LRU of tables keyed by all
-of those and held by the detector object (``coalition_table``): SHAP, LIME, the deletion curves and the random-order
-baseline of one window share them, and ``Window.n_evals`` counts only the model calls a
-method really made.
+method or the target, so the detector object keeps them in a small LRU of tables keyed
+by the window's input, baseline and features (``coalition_table``): SHAP, LIME, the
+deletion curves and the random-order baseline of one window share them, the forward
+pass that picked the window fills in the full coalition, and ``Window.n_evals`` counts
+only the model calls a method really made.
 """
 
 from __future__ import annotations
@@ -116,19 +117,6 @@ class Window:
     def net(self) -> nn.Module:
         return self.detector.net
 
-    def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
-        """
-        softmax of the logits, for perturbation methods (no gradients are needed, so the
-        engine's inference-mode forward is used: it is what bounds AASIST's memory)
-
-        inputs : torch.Tensor, shape = (B, ...) network inputs -> (B, 2) float32
-        """
-        logits = self.detector.logits(inputs)
-        self.n_evals += len(inputs)
-        if self.on_evals is not None:
-            self.on_evals(len(inputs))
-        return torch.softmax(logits.double(), dim=-1).float()
-
     def compose(self, keep: torch.Tensor) -> torch.Tensor:
         """keep : bool (n, F), True = feature present -> network inputs (n, ...)"""
         full = keep[:, self.feature_mask[0].reshape(-1)].reshape(
@@ -139,7 +127,7 @@ class Window:
     def _margins(self, keep: np.ndarray) -> np.ndarray:
         """logit[0] - logit[1] for each coalition, from the table or the model"""
         keep = np.asarray(keep, dtype=bool).reshape(-1, self.n_features)
-        codes = [row.tobytes() for row in np.packbits(keep, axis=1)]
+        codes = coalition_codes(keep)
         missing = list(dict.fromkeys(c for c in codes if c not in self.table))
         if missing:
             rows = {c: i for i, c in enumerate(codes)}
@@ -196,6 +184,12 @@ class Window:
         return np.bincount(ids, weights=weights, minlength=self.n_features)
 
 
+def arch_setting(spec, name: str, default):
+    """a per-architecture explanation setting (core.archs.Arch), or the default for
+    specs without an architecture (test doubles)"""
+    return getattr(getattr(spec, "architecture", None), name, default)
+
+
 def target_index(spec, label: str) -> int:
     """logit index of "spoof" or "bonafide" for this model's output order"""
     if label not in TARGET_LABELS:
@@ -241,6 +235,10 @@ def prepare_window(
     bounds[:, :2] += start
     baseline = front_end.baseline(x)
     mask = mask.reshape(x.shape)
+    table = coalition_table(detector, index, x, baseline, mask)
+    # every feature kept is x itself: the forward above already answered it
+    (full,) = coalition_codes(np.ones((1, len(bounds)), bool))
+    table.setdefault(full, float(logits[0, 0].double() - logits[0, 1].double()))
     return Window(
         detector=detector,
         index=index,
@@ -258,11 +256,16 @@ def prepare_window(
         p_target=p_target,
         activation_bytes=act_bytes,
         batch=batch_size(act_bytes, detector.device),
-        table=coalition_table(detector, index, x, baseline, mask),
+        table=table,
     )
 
 
 _TABLES_LOCK = threading.Lock()
+
+
+def coalition_codes(keep: np.ndarray) -> list[bytes]:
+    """the table keys of coalitions: each row of keep (n, F) bool as packed bits"""
+    return [row.tobytes() for row in np.packbits(keep, axis=1)]
 
 
 def coalition_table(detector, index: int, x, baseline, mask) -> dict:
