@@ -23,7 +23,11 @@ Recipe:
   first window, tiled), and a resumable checkpoint (weights/runs/NAME.last.pt);
 * the best dev epoch (lowest EER, ties broken by dev loss) is written as a plain state
   dict to --out, plus a JSON sidecar with the data, recipe, dev EER, SHA-256, code
-  revision and the exact command.
+  revision and the exact command;
+* ``--dev-degrade noise:15db,mp3:32k,telephone`` scores dev also under those conditions
+  (each file degraded once, seeded by its id as ``evaluate --degrade`` does) and picks
+  the epoch by the mean EER over clean and degraded dev: a dev-only rule that rewards
+  robustness, since clean in-domain dev favours models that break on other channels.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ class TrainConfig:
     augment: bool = False  # on-the-fly core.augment.Augmenter on every training crop
     extra: tuple[tuple[str, str], ...] = ()  # more (protocol, audio dir) training data
     crop: int | None = None  # training crop in samples (default: the model's input length)
+    # degraded copies of dev (core.augment conditions, seeded per file): the epoch is
+    # chosen by the mean dev EER over clean and these, not by clean dev alone
+    dev_degrade: tuple[str, ...] = ()
     resume: bool = False
     lr_min_ratio: float = 0.01
     command: str = ""
@@ -112,6 +119,47 @@ def load_train_data(
         items=items, targets=targets, length=length, is_spoof=is_spoof, front_end=fe,
         raw=raw,
     )  # fmt: skip
+
+
+def load_degraded_dev(
+    arch: str,
+    entries: list[ProtocolEntry],
+    audio_dir: str | Path,
+    conditions: tuple[str, ...],
+    *,
+    progress: bool = False,
+) -> dict[str, TrainData]:
+    """
+    {condition: dev data degraded that way}: each whole file degraded once with the seed
+    ``evaluate --degrade`` uses for it (core.robustness.condition_seed), then scored
+    like clean dev (first window); feature front ends transform each degraded crop.
+    """
+    from .augment import parse_degradation
+    from .robustness import condition_seed
+
+    if not conditions:
+        return {}
+    a = ARCHS[arch]
+    waves = load_waveforms(entries, audio_dir, progress=progress)
+    is_spoof = np.array([e.is_spoof for e in entries], dtype=bool)
+    targets = np.where(is_spoof, a.spoof_index, 1 - a.spoof_index).astype(np.int64)
+    out = {}
+    for cond in conditions:
+        f = parse_degradation(cond)
+        items = [
+            f(x, np.random.default_rng(condition_seed(e.file_id, cond)))
+            for x, e in zip(waves, entries)
+        ]
+        out[cond] = TrainData(
+            items=items, targets=targets, length=a.front_end.input_length,
+            is_spoof=is_spoof, front_end=a.front_end, raw=not a.front_end.raw_waveform,
+        )  # fmt: skip
+    return out
+
+
+def selection_score(dev_eer: float, condition_eers: dict[str, float]) -> float:
+    """what picks the epoch: mean EER over clean dev and each degraded dev"""
+    return float(np.mean([dev_eer, *condition_eers.values()]))
 
 
 def build_net(arch: str) -> nn.Module:
@@ -254,6 +302,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
         cfg.arch, groups, crop=cfg.crop, raw=cfg.augment, progress=progress
     )
     dev_data = load_train_data(cfg.arch, [(dev_entries, dev_dir)], progress=progress)
+    dev_degraded = load_degraded_dev(
+        cfg.arch, dev_entries, dev_dir, cfg.dev_degrade, progress=progress
+    )
     augmenter = Augmenter(AugmentConfig(), seed=cfg.seed) if cfg.augment else None
     log(f"data ready in {time.perf_counter() - t0:.0f} s on {device}")
 
@@ -276,7 +327,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
     weights = class_weights(train_data)
 
     start_epoch, history = 0, []
-    best = {"eer": math.inf, "loss": math.inf, "epoch": -1}
+    best = {"eer": math.inf, "loss": math.inf, "epoch": -1, "select": math.inf}
     if cfg.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ck["arch"] != cfg.arch:
@@ -285,6 +336,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start_epoch, history, best = ck["epoch"], ck["history"], ck["best"]
+        best.setdefault("select", best["eer"])  # checkpoints from before --dev-degrade
         log(f"resumed from {ckpt_path} after epoch {start_epoch}")
     elif cfg.resume:
         log(f"--resume: no checkpoint at {ckpt_path}, starting afresh")
@@ -304,6 +356,13 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
         dev_eer, dev_loss = evaluate_crops(
             net, dev_data, spoof_index=arch.spoof_index, weights=weights, device=device
         )
+        degraded = {
+            cond: evaluate_crops(
+                net, data, spoof_index=arch.spoof_index, weights=weights, device=device
+            )[0]
+            for cond, data in dev_degraded.items()
+        }
+        select = selection_score(dev_eer, degraded)
         record = {
             "epoch": epoch + 1,
             "train_loss": round(train_loss, 6),
@@ -312,15 +371,21 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
             "lr_end": opt.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - t_ep, 1),
         }
+        if degraded:
+            record["dev_eer_degraded"] = {c: round(v, 6) for c, v in degraded.items()}
+            record["dev_select"] = round(select, 6)
         history.append(record)
-        improved = (dev_eer, dev_loss) < (best["eer"], best["loss"])
+        improved = (select, dev_loss) < (best["select"], best["loss"])
+        shown = "".join(f"  {c} {100 * v:.2f} %" for c, v in degraded.items())
+        if degraded:
+            shown += f"  mean {100 * select:.2f} %"
         log(
             f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
-            f"dev EER {100 * dev_eer:.2f} %  dev loss {dev_loss:.4f}  "
+            f"dev EER {100 * dev_eer:.2f} %{shown}  dev loss {dev_loss:.4f}  "
             f"({record['seconds']:.0f} s){'  * best' if improved else ''}"
         )
         if improved:
-            best = {"eer": dev_eer, "loss": dev_loss, "epoch": epoch + 1}
+            best = {"eer": dev_eer, "loss": dev_loss, "epoch": epoch + 1, "select": select}
             state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             torch.save(state, out)
         sidecar = write_sidecar(
@@ -371,6 +436,11 @@ def write_sidecar(
         "freeze": list(cfg.freeze),
         "seed": cfg.seed,
         "dev_scoring": "first window of each file (tiled if short)",
+        "selection": (
+            "lowest mean dev EER over clean and " + ", ".join(cfg.dev_degrade)
+            + " (each dev file degraded once, seeded by its id)"
+            if cfg.dev_degrade else "lowest clean dev EER"
+        ) + "; ties broken by dev loss",
     }
     sidecar = {
         "arch": cfg.arch,
@@ -393,6 +463,8 @@ def write_sidecar(
         "best_epoch": best["epoch"],
         "dev_eer": best["eer"],
         "dev_loss": best["loss"],
+        "dev_degrade": list(cfg.dev_degrade),
+        "dev_select": best.get("select", best["eer"]),
         "history": history,
         "sha256": file_sha256(out) if out.exists() else None,
         "code_revision": code_revision(),

@@ -242,3 +242,45 @@ def test_init_reads_wrapped_checkpoints_and_refuses_foreign_files(minispoof_dir,
     assert main([*base, "--out", str(tmp_path / "w" / "bad.pt"), "--init", str(junk)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "junk.pth: not a" in err and err.count("\n") == 1
+
+
+def test_dev_degrade_selects_by_mean_of_clean_and_degraded_dev(minispoof_dir, tmp_path, capsys):
+    """--dev-degrade: dev scored under each condition, the epoch picked by the mean EER"""
+    from core.augment import parse_degradation
+    from core.cli import main
+    from core.robustness import condition_seed
+    from core.train import load_degraded_dev, selection_score
+
+    dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
+    entries = parse_protocol(dev_p)
+    sets = load_degraded_dev("tssd1d", entries, minispoof_dir / "flac", ("noise:10db", "gain:-6db"))
+    assert list(sets) == ["noise:10db", "gain:-6db"]
+    clean = [x for x in load_degraded_dev("tssd1d", entries, minispoof_dir / "flac", ("gain:0db",))["gain:0db"].items]
+    # each file degraded once with evaluate --degrade's seed for it
+    f = parse_degradation("noise:10db")
+    want = f(clean[1], np.random.default_rng(condition_seed(entries[1].file_id, "noise:10db")))
+    np.testing.assert_array_equal(sets["noise:10db"].items[1], want)
+    np.testing.assert_allclose(sets["gain:-6db"].items[0], clean[0] * 10 ** (-6 / 20), rtol=1e-5)
+    assert selection_score(0.1, {"a": 0.3, "b": 0.5}) == pytest.approx(0.3)
+    assert selection_score(0.1, {}) == pytest.approx(0.1)
+    # the CQT model gets the degraded waveforms raw and transforms each crop
+    cqt = load_degraded_dev("tssd2d", entries[:2], minispoof_dir / "flac", ("noise:10db",))
+    x, _ = cqt["noise:10db"].batch(np.arange(2), None)
+    assert tuple(x.shape[-2:]) == (432, 401)
+
+    train_p = _subset(minispoof_dir, tmp_path, 2, "train", "train.txt")
+    out = tmp_path / "d.pt"
+    rc = main(["train", "--arch", "tssd1d", "--protocol", str(train_p),
+               "--audio-dir", str(minispoof_dir / "flac"), "--dev-protocol", str(dev_p),
+               "--out", str(out), "--epochs", "1", "--batch-size", "4", "--no-progress",
+               "--dev-degrade", "clean,noise:10db"])  # fmt: skip
+    assert rc == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    (h,) = side["history"]
+    assert side["dev_degrade"] == ["noise:10db"] and set(h["dev_eer_degraded"]) == {"noise:10db"}
+    assert h["dev_select"] == pytest.approx((h["dev_eer"] + h["dev_eer_degraded"]["noise:10db"]) / 2, abs=1e-6)
+    assert "noise:10db" in side["recipe"]["selection"] and "--dev-degrade noise:10db" in side["command"]
+    assert "mean clean + degraded dev EER" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--arch", "tssd1d", "--protocol", str(train_p), "--audio-dir", "x",
+              "--dev-protocol", str(dev_p), "--out", str(out), "--dev-degrade", "vinyl"])

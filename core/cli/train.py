@@ -27,6 +27,8 @@ def command_line(args) -> str:
         parts += ["--freeze", prefix]
     for protocol, audio_dir in args.extra or ():
         parts += ["--extra", protocol, audio_dir]
+    if args.dev_degrade:
+        parts += ["--dev-degrade", ",".join(args.dev_degrade)]
     for flag in ("augment", "resume"):
         if getattr(args, flag):
             parts.append("--" + flag)
@@ -62,6 +64,7 @@ def cmd_train(args) -> int:
         augment=args.augment,
         extra=tuple(tuple(pair) for pair in args.extra or ()),
         crop=args.crop or d.crop,
+        dev_degrade=tuple(args.dev_degrade or ()),
         resume=args.resume,
         lr_min_ratio=d.lr_min_ratio,
         command=command_line(args),
@@ -71,8 +74,11 @@ def cmd_train(args) -> int:
     except (ValueError, FileNotFoundError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    chosen = ""
+    if sidecar.get("dev_degrade"):
+        chosen = f" (chosen by mean clean + degraded dev EER {100 * sidecar['dev_select']:.2f} %)"
     print(
-        f"best dev EER {100 * sidecar['dev_eer']:.2f} % at epoch {sidecar['best_epoch']}; "
+        f"best dev EER {100 * sidecar['dev_eer']:.2f} % at epoch {sidecar['best_epoch']}{chosen}; "
         f"wrote {cfg.out} (sha256 {sidecar['sha256']}) and {sidecar_path(Path(cfg.out))}"
     )
     if args.register:
@@ -83,6 +89,18 @@ def cmd_train(args) -> int:
             return 1
         print(f"registered as model {spec.key}: {spec.provenance}")
     return 0
+
+
+def conditions(text: str) -> list[str]:
+    """argparse type of --dev-degrade: a list of core.augment conditions, clean excluded"""
+    import argparse
+
+    from ..robustness import parse_conditions
+
+    try:
+        return [c for c in parse_conditions(text) if c != "clean"]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def add_cli(sub) -> None:
@@ -115,6 +133,12 @@ def add_cli(sub) -> None:
     p.add_argument(
         "--crop", type=int, metavar="SAMPLES",
         help="training crop length (default: the model's input); dev and evaluate keep it",
+    )  # fmt: skip
+    p.add_argument(
+        "--dev-degrade", type=conditions, metavar="CONDITIONS",
+        help="also score dev under these conditions (as evaluate --degrade, e.g. "
+        "noise:15db,mp3:32k,telephone) and keep the epoch with the lowest mean dev EER "
+        "over clean and degraded dev",
     )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from runs/NAME.last.pt")
     p.add_argument("--threads", type=int, help="torch CPU threads")
