@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from .audio import SAMPLE_RATE, Audio, cut_windows, frame_windows, window_starts
 from .registry import MODELS, ModelSpec, default_device, load_model
+from .scheduler import compute_lock
 
 THRESHOLD = 0.5  # on P(spoof); not calibrated for any particular operating point
 BATCH_SIZE = 8  # windows per forward pass; AASIST's activations bound it on CPU
@@ -71,6 +72,8 @@ class Detector:
         self.spec = spec
         self.net = net.eval()
         self.device = device or next(net.parameters()).device
+        # turns on the shared network, taken per batch (core.scheduler)
+        self.lock = compute_lock(spec.key, self.device)
 
     @classmethod
     def load(cls, key: str, **kwargs) -> "Detector":
@@ -87,11 +90,15 @@ class Detector:
         return self.spec.front_end.transform(windows)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """network inputs (front end applied) -> logits (n, 2), batched, on CPU"""
+        """
+        network inputs (front end applied) -> logits (n, 2), batched, on CPU; each batch
+        is one turn on the model's lock, so other jobs interleave (core.scheduler)
+        """
         outs = []
         with torch.inference_mode():
             for i in range(0, len(inputs), BATCH_SIZE):
-                outs.append(self.net(inputs[i : i + BATCH_SIZE].to(self.device)).float().cpu())
+                with self.lock.turn():
+                    outs.append(self.net(inputs[i : i + BATCH_SIZE].to(self.device)).float().cpu())
         return torch.cat(outs)
 
     def p_spoof(self, windows: np.ndarray) -> np.ndarray:

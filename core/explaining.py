@@ -17,6 +17,7 @@ from .detect import Verdict
 from .explain.base import Explanation
 from .explain.window import DEFAULT_SEGMENTS
 from .results import ExplainResult, explanation_from_record
+from .scheduler import CancelToken, cancellable
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
 
@@ -57,13 +58,17 @@ class Explaining:
         n_evals: int | None = None,
         seed: int = 0,
         progress: Progress | None = None,
+        cancel: CancelToken | None = None,
     ) -> ExplainResult:
         """
         Get-or-compute one explanation of decoded audio. ``window`` None = the most
         suspicious window of the model's verdict (``verdict`` when given, else the
         stored or newly computed one), so every caller shares one stored copy.
+        ``cancel``: JobCancelled at the next batch of model calls; nothing is stored
+        and the claim on the result is dropped, so another session can compute it.
         """
         t0 = time.perf_counter()
+        progress = cancellable(progress, cancel)
         b = self.backend
         if method not in b.EXPLAINERS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(b.EXPLAINERS)}")
@@ -77,12 +82,12 @@ class Explaining:
         )  # fmt: skip
 
         def compute() -> tuple[dict, dict]:
-            with self.using(model, progress):
-                e = b.explain(
-                    self.detector(model), audio.samples, method=method, window=window,
-                    target=target, segments=segments, n_samples=n_evals, seed=seed,
-                    progress=progress,
-                )  # fmt: skip
+            self.queued(model, progress)
+            e = b.explain(
+                self.detector(model), audio.samples, method=method, window=window,
+                target=target, segments=segments, n_samples=n_evals, seed=seed,
+                progress=progress,
+            )  # fmt: skip
             return e.to_record()
 
         if self.db_path is None:
@@ -111,6 +116,7 @@ class Explaining:
         n_evals: int | None = None,
         seed: int = 0,
         progress: Progress | None = None,
+        cancel: CancelToken | None = None,
     ) -> ExplainResult:
         """
         Get-or-compute one explanation of a stored audio. A hit reads the store only;
@@ -132,7 +138,7 @@ class Explaining:
         audio = load_audio(store.audio_bytes(sha256, db=self.db_path))
         r = self.explain_audio(
             audio, model, method, verdict=verdict, window=window, target=target,
-            segments=segments, n_evals=n_evals, seed=seed, progress=progress,
+            segments=segments, n_evals=n_evals, seed=seed, progress=progress, cancel=cancel,
         )  # fmt: skip
         return ExplainResult(r.explanation, r.cached, time.perf_counter() - t0)
 

@@ -8,9 +8,11 @@
     eng.find_explanation(a.sha256, "tssd1d", "shap")   # stored only, or None
 
 Keys and the "current result" rule live in core.keys; storage in core.store; this module
-decides what to compute. Detectors are loaded once per process and shared; a model's lock
-is held only while it computes (Grad-CAM hooks the network's modules), never while a
-stored result is looked up, so a repeat view never waits behind someone else's long file.
+decides what to compute. Detectors are loaded once per process and shared; work on them
+is taken in fair turns, one batch of windows or coalitions at a time (core.scheduler), and
+never while a stored result is looked up: a repeat view never waits, and a new short file
+interleaves with someone else's long one instead of queueing behind it. ``cancel`` (a
+core.scheduler.CancelToken) stops a computation at its next batch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from . import keys, store
 from .assessment import assess_analysis, load_calibration
@@ -30,6 +32,7 @@ from .quality import InputQuality, assess
 from .registry import MODELS, WeightsError, available_models
 from .explaining import DEFAULT_SEGMENTS, Explaining  # noqa: F401 (callers import it here)
 from .results import Analysis, verdict_from_row
+from .scheduler import CancelToken, FairLock, cancellable
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
 
@@ -40,7 +43,6 @@ EXPLAIN_BACKEND: Any = None
 
 _DETECTORS: dict[str, Detector] = {}
 _DETECTORS_LOCK = threading.Lock()
-_MODEL_LOCKS: dict[str, threading.Lock] = {}
 
 
 def get_detector(key: str) -> Detector:
@@ -61,12 +63,6 @@ def get_detector(key: str) -> Detector:
                     raise ValueError(f"unknown model {key!r}; known: {', '.join(MODELS)}")
                 det = _DETECTORS[key] = Detector.load(key)
     return det
-
-
-def model_lock(key: str) -> threading.Lock:
-    """One lock per shared network: hooks (Grad-CAM, window set-up) must not interleave."""
-    with _DETECTORS_LOCK:
-        return _MODEL_LOCKS.setdefault(key, threading.Lock())
 
 
 def window_progress(key: str, progress: Progress | None):
@@ -150,18 +146,12 @@ class Engine(Explaining):
             self.spec(k)  # unknown keys fail before any work
         return chosen
 
-    @contextlib.contextmanager
-    def using(self, key: str, progress: Progress | None = None) -> Iterator[None]:
-        """Hold the model's lock while it computes; say so when another request has it."""
-        lock = model_lock(key)
-        if not lock.acquire(blocking=False):
-            if progress:
-                progress(0.0, f"waiting: {key} is busy with another request")
-            lock.acquire()
-        try:
-            yield
-        finally:
-            lock.release()
+    def queued(self, key: str, progress: Progress | None) -> None:
+        """Say so when the model's turns are taken by other jobs (they interleave)."""
+        lock = getattr(self.detector(key), "lock", None)
+        if progress is not None and isinstance(lock, FairLock) and lock.busy:
+            ahead = lock.waiting + 1
+            progress(0.0, f"{key}: sharing the model with {ahead} other job{'s' * (ahead > 1)}")
 
     # ------------------------------------------------------------ assessment
 
@@ -196,14 +186,22 @@ class Engine(Explaining):
 
     # ---------------------------------------------------------------- verdicts
 
-    def verdict(self, audio: Audio, key: str, *, progress: Progress | None = None) -> tuple[Verdict, bool]:
+    def verdict(
+        self,
+        audio: Audio,
+        key: str,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> tuple[Verdict, bool]:
         """(verdict, cached) for one model: the store's when there, else scored once."""
         spec = self.spec(key)
+        progress = cancellable(progress, cancel)
 
         def compute() -> dict:
-            with self.using(key, progress):
-                per_window = window_progress(key, progress)
-                return self.detector(key).score(audio, progress=per_window).to_json()
+            self.queued(key, progress)
+            per_window = window_progress(key, progress)
+            return self.detector(key).score(audio, progress=per_window).to_json()
 
         if self.db_path is None:
             return verdict_from_row(compute()), False
@@ -222,13 +220,17 @@ class Engine(Explaining):
         *,
         models: list[str] | None = None,
         progress: Progress | None = None,
+        cancel: CancelToken | None = None,
     ) -> Analysis:
         """
         Decode ``data``, record it in the store and get-or-compute each model's verdict.
         Raises AudioError (bad file, one-line message), WeightsError (no or bad
-        weights), StoreError (store unusable), ValueError (unknown model).
+        weights), StoreError (store unusable), ValueError (unknown model),
+        JobCancelled (``cancel`` was cancelled; verdicts already stored stay).
         """
-        return self.analyze_audio(load_audio(data), data, filename, models=models, progress=progress)
+        return self.analyze_audio(
+            load_audio(data), data, filename, models=models, progress=progress, cancel=cancel
+        )
 
     def analyze_audio(
         self,
@@ -238,9 +240,10 @@ class Engine(Explaining):
         *,
         models: list[str] | None = None,
         progress: Progress | None = None,
+        cancel: CancelToken | None = None,
     ) -> Analysis:
         """As analyze, for audio already decoded from ``data``."""
-        report = progress or _quiet
+        report = cancellable(progress or _quiet, cancel)
         report(0.0, "decoding")
         chosen = self.model_keys(models)
         row = (

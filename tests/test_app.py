@@ -159,9 +159,30 @@ def test_explanation_computed_on_demand_with_progress(app_env):
     assert_clean(at)
     assert app_env["explain"].calls == 1
     assert any("computed in" in s.value for s in at.success)
+    # the running job offers a Cancel button inside its status box
+    assert at.button(key=f"cancel_lime_{model}").proto.label == "Cancel"
     at.run()  # a rerun serves it from the store
     assert any("served from the store" in s.value for s in at.success)
     assert app_env["explain"].calls == 1
+
+
+def test_a_cancelled_explanation_says_so_and_offers_to_compute_again(app_env):
+    from ui.views.explanation import View, cancel_flag
+
+    a = analyse(wav_bytes(seed=12), "cancelled.wav", app_env["db"])
+    model = sorted(a.verdicts)[0]
+    window = a.verdicts[model].max_window
+    at = new_app(sha=a.sha256, model=model, method="lime")
+    at.run()
+    flag = cancel_flag(View(a.sha256, model, "lime", window, None))
+    at.session_state[flag] = True  # what the Cancel button's callback sets
+    at.run()
+    assert_clean(at)
+    assert any("was cancelled: nothing was stored" in w.value for w in at.warning)
+    assert at.button(key="analyze_compute").proto.label.startswith("Compute")
+    assert app_env["explain"].calls == 0 and flag not in at.session_state
+    at.run()  # said once
+    assert not any("was cancelled" in w.value for w in at.warning)
 
 
 def test_non_audio_upload_shows_a_clear_error(app_env):

@@ -47,3 +47,133 @@ def test_a_stored_view_is_served_while_a_long_analysis_holds_the_model(tmp_path)
     assert again.cached == {"slow-a": True} and view.verdicts == stored.verdicts
     assert finished["stored"] < finished["long"]
     assert finished["stored"] - t0 < 1.5  # nowhere near the 3-s computation
+
+
+# ---------------------------------------------------------------- fair turns (core.scheduler)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from test_extension import clip, toy_spec  # noqa: E402,F401 (fixture)
+
+from core.detect import Detector  # noqa: E402
+from core.scheduler import CancelToken, FairLock, JobCancelled, compute_lock  # noqa: E402
+
+
+def wait_until(cond, timeout: float = 5.0) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "condition never met"
+        time.sleep(0.002)
+
+
+def test_fair_lock_grants_turns_in_arrival_order_and_is_reentrant():
+    lock = FairLock("t")
+    order = []
+    lock.acquire()
+    lock.acquire()  # re-entrant: the holder is not queued behind itself
+    threads = []
+    for name in "BCD":
+        th = threading.Thread(target=lambda n=name: (lock.acquire(), order.append(n), lock.release()))
+        th.start()
+        threads.append(th)
+        wait_until(lambda k=len(threads): lock.waiting == k)
+    lock.release()
+    assert lock.busy and order == []  # still held once
+    lock.release()
+    for th in threads:
+        th.join(5)
+    assert order == ["B", "C", "D"] and not lock.busy
+    with pytest.raises(RuntimeError, match="does not hold"):
+        lock.release()
+
+
+def test_a_waiter_that_is_interrupted_leaves_the_queue():
+    lock = FairLock("t")
+    lock.acquire()
+    seen = []
+
+    def waiter():
+        def on_wait(ahead):
+            seen.append(ahead)
+            raise JobCancelled("stop")
+
+        with pytest.raises(JobCancelled):
+            lock.acquire(on_wait=on_wait)
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    th.join(5)
+    assert seen == [1] and lock.waiting == 0
+    lock.release()
+    got = threading.Event()
+    threading.Thread(target=lambda: (lock.acquire(), got.set(), lock.release())).start()
+    assert got.wait(5), "the queue was left blocked by the interrupted waiter"
+
+
+class SlowNet(torch.nn.Module):
+    """the toy net, slowed to ``delay`` seconds per forward pass (one batch of windows)"""
+
+    def __init__(self, net, delay: float):
+        super().__init__()
+        self.inner, self.delay, self.calls = net, delay, 0
+
+    def forward(self, x):
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.inner(x)
+
+
+def test_a_short_file_interleaves_with_a_long_one_batch_by_batch(toy_spec, tmp_path):
+    base = Detector.load("toy-model", device="cpu")
+    slow = SlowNet(base.net, 0.03)
+    det = Detector(toy_spec, slow, device=torch.device("cpu"))
+    assert det.lock is compute_lock("toy-model", torch.device("cpu"))
+    eng = Engine(tmp_path / "s.db", detectors={"toy-model": det})
+    long_clip = wav(clip(20.0, seed=1))  # 399 windows of 0.1 s -> 50 batches, >= 1.5 s
+    done, messages = {}, []
+
+    def long_job():
+        eng.analyze(long_clip, "long.wav")
+        done["long"] = time.monotonic()
+
+    th = threading.Thread(target=long_job)
+    th.start()
+    wait_until(lambda: slow.calls >= 3)
+    t0 = time.monotonic()
+    short = eng.analyze(wav(clip(0.3, seed=2)), "short.wav",
+                        progress=lambda f, m: messages.append(m))  # fmt: skip
+    done["short"] = time.monotonic()
+    th.join(30)
+    assert not short.cached["toy-model"] and len(short.verdicts["toy-model"].windows) == 5
+    assert done["short"] < done["long"]
+    assert done["short"] - t0 < 0.6  # a few turns, not the rest of the 1.5-s file
+    assert any("sharing the model" in m for m in messages)
+
+
+def test_cancelled_jobs_raise_and_leave_no_claim_behind(toy_spec, tmp_path):
+    from core import store
+
+    det = Detector.load("toy-model", device="cpu")
+    eng = Engine(tmp_path / "c.db", detectors={"toy-model": det})
+    a = eng.analyze(wav(clip(1.0, seed=3)), "a.wav")
+
+    token = CancelToken()
+
+    def progress(fraction, message):
+        if "shap" in message:
+            token.cancel()  # as the page's Cancel button does mid-run
+
+    with pytest.raises(JobCancelled):
+        eng.explain(a.sha256, "toy-model", "shap", progress=progress, cancel=token)
+    with store.open_db(eng.db_path) as db:
+        assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+    assert eng.find_explanation(a.sha256, "toy-model", "shap") is None
+    # nothing is left half-done: the same explanation computes afterwards
+    assert not eng.explain(a.sha256, "toy-model", "shap").cached
+
+    stop = CancelToken()
+    stop.cancel()
+    with pytest.raises(JobCancelled):
+        eng.analyze(wav(clip(2.0, seed=4)), "b.wav", cancel=stop)
+    with store.open_db(eng.db_path) as db:
+        assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0

@@ -12,12 +12,14 @@ curves (faithfulness.py) that every explanation carries.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
 
 from . import gradcam, gradshap, lime, shap
 from ..jsonsafe import finite
+from ..scheduler import turn_of
 from .base import Explainer, Explanation, MethodResult
 from .faithfulness import DEFAULT_RANDOM_ORDERS, deletion_curves
 from .listen import listenable
@@ -155,7 +157,8 @@ def explain(
     )
     report(0.05, f"{method} on window {win.index} ({win.target_label})")
     t_method = time.perf_counter()
-    result = explainer.fn(win, n_samples=n, seed=seed, progress=report)
+    with turn_of(detector) if explainer.exclusive else contextlib.nullcontext():
+        result = explainer.fn(win, n_samples=n, seed=seed, progress=report)
     t1 = time.perf_counter()
 
     report(0.7, "deletion curves")

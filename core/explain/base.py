@@ -103,6 +103,10 @@ class Explainer:
     # spec -> a measured limit of the method on that model, shown next to its result
     # (None = nothing known against it)
     caveat: Callable[[object], str | None] | None = None
+    # True: the method uses the network directly (hooks, gradients) and runs as one turn
+    # on the model's lock; False: it only calls the model through Window (SHAP, LIME),
+    # one turn per batch of coalitions, so other jobs interleave (core.scheduler)
+    exclusive: bool = True
 
     def caveat_for(self, spec) -> str | None:
         return self.caveat(spec) if self.caveat is not None else None

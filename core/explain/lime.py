@@ -177,4 +177,5 @@ EXPLAINER = Explainer(
     label="LIME",
     cost="Runs the model tens of times (fewer after SHAP on the same window): up to a "
     "minute on CPU.",
+    exclusive=False,  # only model calls through Window: one turn per batch
 )

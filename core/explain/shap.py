@@ -81,4 +81,5 @@ EXPLAINER = Explainer(
     label="SHAP",
     cost="Runs the model up to a few hundred times: seconds (Res-TSSDNet) to about a "
     "minute (AASIST) on CPU.",
+    exclusive=False,  # only model calls through Window: one turn per batch
 )

@@ -54,6 +54,7 @@ import torch.nn as nn
 
 from ..audio import SAMPLE_RATE
 from ..detect import THRESHOLD, p_spoof_from_logits
+from ..scheduler import turn_of
 
 TARGET_LABELS = ("spoof", "bonafide")
 # 8 features: small enough that SHAP can enumerate every coalition (2^8 = 256 model
@@ -304,12 +305,13 @@ def _logits_and_activation_bytes(detector, x: torch.Tensor) -> tuple[torch.Tenso
             total[0] += output.numel() * output.element_size()
 
     leaves = [m for m in detector.net.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        logits = detector.logits(x)
-    finally:
-        for h in handles:
-            h.remove()
+    with turn_of(detector):  # nobody else's forward may run through these hooks
+        handles = [m.register_forward_hook(hook) for m in leaves]
+        try:
+            logits = detector.logits(x)
+        finally:
+            for h in handles:
+                h.remove()
     return logits, max(total[0] // len(x), 1)
 
 

@@ -139,6 +139,7 @@ def link_problems(
 
 def explanation_on_demand(view: View, *, prefix: str) -> Explanation | None:
     """The stored explanation at once, or a button that computes it with progress."""
+    cancelled = st.session_state.pop(cancel_flag(view), False)
     expl = engine.find_explanation(
         view.sha, view.model, view.method, window=view.window, target=view.target
     )
@@ -146,6 +147,12 @@ def explanation_on_demand(view: View, *, prefix: str) -> Explanation | None:
         st.success(explanation_caption(expl, True, None), icon=":material/bolt:")
         return expl
     explainer = engine.methods()[view.method]
+    if cancelled:
+        st.warning(
+            f"{explainer.title} was cancelled: nothing was stored, and anyone can compute "
+            "it again.",
+            icon=":material/cancel:",
+        )
     st.info(
         f"{explainer.title} for {engine.model_name(view.model)} on window "
         f"#{view.window} "
@@ -159,10 +166,24 @@ def explanation_on_demand(view: View, *, prefix: str) -> Explanation | None:
     return compute_explanation(view)
 
 
+def cancel_flag(view: View) -> str:
+    """session-state key set when this view's computation was cancelled"""
+    return f"cancelled_{view.sha[:16]}_{view.model}_{view.method}_{view.window}_{view.target}"
+
+
 def compute_explanation(view: View) -> Explanation | None:
-    """Get-or-compute one explanation in an st.status box; None (and why) on failure."""
+    """
+    Get-or-compute one explanation in an st.status box; None (and why) on failure.
+    Its Cancel button reruns the page: Streamlit stops this run at the next progress
+    update, the engine drops its claim on the result (core.store.flight), and the
+    rerun says it was cancelled instead of computing again.
+    """
     label = f"{engine.method_label(view.method)} · {engine.model_name(view.model)}"
     with st.status(f"Computing {label}…", expanded=True) as status:
+        st.button(
+            "Cancel", key=f"cancel_{view.method}_{view.model}", icon=":material/cancel:",
+            on_click=lambda: st.session_state.update({cancel_flag(view): True}),
+        )  # fmt: skip
         progress = progress_callback(status, label=label)
         try:
             expl, cached, seconds = engine.explain(

@@ -1,0 +1,166 @@
+"""Who computes next: fair turns on the shared networks, and cancellable jobs.
+
+Every session of a server, every CLI thread and every batch worker in one process share
+the loaded networks (core.service.get_detector). Work on them is taken in **turns**: a
+turn is one batch of windows when scoring (core.detect.BATCH_SIZE windows), one batch of
+coalitions for SHAP, LIME and the deletion curves, or a whole method run for the methods
+that hook the network's modules (Grad-CAM, GradientSHAP: ``Explainer.exclusive``).
+
+Turns are granted first come, first served (a FIFO ticket lock), and a job queues again
+behind everyone else after each turn. So jobs **interleave round-robin batch by batch**:
+a 6-s upload waits for at most one batch of each job already running, never for a whole
+10-minute file. This was chosen over shortest-job-first because it needs no estimate of
+a job's length and cannot starve a long job; a short job still finishes early because it
+needs few turns.
+
+On a CPU one lock is shared by every model (torch already uses every core for one
+forward pass, so two at once only slow each other); on a GPU each model has its own
+lock, so different models overlap. ``DEEPFAKE_COMPUTE_LOCKS=shared|per-model`` overrides.
+A thread that holds a turn may take it again (re-entrant), so an exclusive method's own
+forward passes do not queue behind others.
+
+Cancellation is cooperative: ``CancelToken.cancel()``; the job raises JobCancelled at
+its next progress report or turn, and the store drops its claim (core.store.flight).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import threading
+from typing import Callable, Iterator
+
+LOCKS_ENV = "DEEPFAKE_COMPUTE_LOCKS"
+
+
+class JobCancelled(Exception):
+    """raised inside a job whose CancelToken was cancelled"""
+
+
+class CancelToken:
+    """A job's cancel switch: ``cancel()`` from anywhere, ``check()`` inside the job."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise JobCancelled("cancelled")
+
+
+class FairLock:
+    """
+    A re-entrant lock granted in arrival order (FIFO tickets). ``waiting`` says how many
+    threads queue for it, for "n jobs ahead of you" messages.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[int] = collections.deque()
+        self._owner: int | None = None
+        self._depth = 0
+        self._next_ticket = 0
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        with self._cond:
+            return self._owner is not None
+
+    def acquire(self, *, on_wait: Callable[[int], None] | None = None) -> None:
+        """take the lock; ``on_wait(jobs ahead)`` is called once if it must queue"""
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._queue.append(ticket)
+            try:
+                if on_wait is not None and not self._free_for(ticket):
+                    ahead = self._queue.index(ticket) + (self._owner is not None)
+                    self._cond.release()  # never call out while holding the condition
+                    try:
+                        on_wait(ahead)
+                    finally:
+                        self._cond.acquire()
+                while not self._free_for(ticket):
+                    self._cond.wait()
+            except BaseException:  # a cancelled or interrupted waiter leaves the queue
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+
+    def _free_for(self, ticket: int) -> bool:
+        return self._owner is None and self._queue[0] == ticket
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError(f"lock {self.name!r} released by a thread that does not hold it")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def turn(self, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
+        self.acquire(on_wait=on_wait)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+_LOCKS: dict[str, FairLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def shared_locks(device) -> bool:
+    """one lock for every model (CPU, or DEEPFAKE_COMPUTE_LOCKS=shared) or one per model"""
+    mode = os.environ.get(LOCKS_ENV, "").strip().lower()
+    if mode in ("shared", "per-model"):
+        return mode == "shared"
+    return getattr(device, "type", str(device)) != "cuda"
+
+
+def compute_lock(model_key: str, device) -> FairLock:
+    """the process-wide lock a model's work takes turns on"""
+    name = f"device:{getattr(device, 'type', device)}" if shared_locks(device) else f"model:{model_key}"
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(name, FairLock(name))
+
+
+def turn_of(detector) -> contextlib.AbstractContextManager:
+    """one turn on this detector's lock; a no-op for detector-likes without one (fakes)"""
+    lock = getattr(detector, "lock", None)
+    return lock.turn() if isinstance(lock, FairLock) else contextlib.nullcontext()
+
+
+def cancellable(progress, token: CancelToken | None):
+    """progress(fraction, message) that first raises JobCancelled once ``token`` is cancelled"""
+    if token is None:
+        return progress
+
+    def report(fraction: float, message: str) -> None:
+        token.check()
+        if progress is not None:
+            progress(fraction, message)
+
+    return report
