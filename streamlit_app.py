@@ -14,7 +14,8 @@ import streamlit as st
 import ui
 
 pages = [
-    st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None,
+    # the tab icon is ui.FAVICON: a :material/...: one is fetched from the internet
+    st.Page(p.file, title=p.title, icon=ui.FAVICON, url_path=p.url_path or None,
             default=not p.url_path)
     for p in ui.PAGES.values()
 ]

@@ -7,7 +7,7 @@ import sys
 
 import benchmarks
 
-NAMES = ("verdict", "batch", "explain", "store", "shapley", "cluster")
+NAMES = ("verdict", "batch", "explain", "store", "shapley", "cluster", "load")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 (ui.views.analyze)."""
 
 from ui.gate import page_setup
-from ui.views import analyze
 
 page_setup("analyze")
+from ui.views import analyze  # noqa: E402 (after the gate: it draws before heavy imports)
+
 analyze.render()

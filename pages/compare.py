@@ -2,7 +2,8 @@
 (ui.views.compare)."""
 
 from ui.gate import page_setup
-from ui.views import compare
 
 page_setup("compare")
+from ui.views import compare  # noqa: E402 (after the gate: it draws before heavy imports)
+
 compare.render()

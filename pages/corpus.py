@@ -2,7 +2,8 @@
 and a way into every file's analysis (ui.views.corpus)."""
 
 from ui.gate import page_setup
-from ui.views import corpus
 
 page_setup("corpus")
+from ui.views import corpus  # noqa: E402 (after the gate: it draws before heavy imports)
+
 corpus.render()

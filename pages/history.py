@@ -2,7 +2,8 @@
 (ui.views.history)."""
 
 from ui.gate import page_setup
-from ui.views import history
 
 page_setup("history")
+from ui.views import history  # noqa: E402 (after the gate: it draws before heavy imports)
+
 history.render()

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -191,6 +192,8 @@ def test_upload_history_share_link(server, browser, minispoof_dir, shots):
     clip = minispoof_dir / CLIP
     assert clip.exists(), clip
     context = browser.new_context(viewport=VIEWPORT)
+    requested: list[str] = []  # the dashboard must work on a LAN without internet
+    context.on("request", lambda r: requested.append(r.url))
     page = context.new_page()
     page.set_default_timeout(60_000)
 
@@ -234,7 +237,9 @@ def test_upload_history_share_link(server, browser, minispoof_dir, shots):
     shoot(page, "models", shots)
 
     # another analyst follows the link: same verdicts, straight from the store
-    other = browser.new_context(viewport=VIEWPORT).new_page()
+    other_context = browser.new_context(viewport=VIEWPORT)
+    other_context.on("request", lambda r: requested.append(r.url))
+    other = other_context.new_page()
     other.set_default_timeout(60_000)
     other.goto(share)
     other.locator(".verdict-card").first.wait_for()
@@ -253,3 +258,6 @@ def test_upload_history_share_link(server, browser, minispoof_dir, shots):
     other.get_by_text("No analysis with hash").wait_for()
     for name in ("analyze", "history", "compare", "models"):
         assert (shots / f"{name}.png").stat().st_size > 10_000, name
+    # every request of every page went to the server (no fonts, icons or CDNs outside)
+    hosts = {urllib.parse.urlparse(u).hostname for u in requested if u.startswith(("http", "ws"))}
+    assert requested and hosts == {"127.0.0.1"}, sorted(set(requested) - {url})[:5]

@@ -32,10 +32,29 @@ def test_pages_are_thin():
         body = [ln for ln in src.split('"""')[-1].splitlines() if ln.strip()]
         assert body == [
             "from ui.gate import page_setup",
-            f"from ui.views import {key}",
             f'page_setup("{key}")',
+            f"from ui.views import {key}  # noqa: E402 (after the gate: it draws before "
+            "heavy imports)",
             f"{key}.render()",
         ], f"{spec.file} must start behind the access gate and only call its view"
+        assert spec.heading and spec.intro, f"{key}: page_setup draws its title and intro"
+
+
+def test_the_gate_and_sidebar_draw_without_heavy_imports():
+    """cold start: everything page_setup draws before the view comes without torch"""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ui.gate, ui.markup, ui.access\n"
+        "heavy = [m for m in ('torch', 'captum', 'sklearn', 'altair', 'core.service', "
+        "'ui.engine') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"imported before the page's title shows: {out.stdout}"
 
 
 UI_MODULES = sorted((ROOT / "ui").rglob("*.py"))

@@ -10,7 +10,9 @@ core.detect.Verdict, core.explain.base.Explanation) or a store row for the histo
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +236,28 @@ def calibration_metrics_path():
     from core.assessment import calibration_metrics_path
 
     return calibration_metrics_path()
+
+
+_log = logging.getLogger(__name__)
+_WARMED: set[str] = set()
+_WARM_LOCK = threading.Lock()
+
+
+def warm_up(keys: list[str]) -> None:
+    """Load these models' detectors in a background thread, once per process."""
+    with _WARM_LOCK:
+        todo = [k for k in keys if k not in _WARMED]
+        _WARMED.update(todo)
+    if not todo:
+        return
+
+    eng = engine()
+
+    def load() -> None:
+        for key in todo:
+            try:
+                eng.detector(key)
+            except Exception as e:  # the page reports a broken model when it is used
+                _log.warning("could not preload %s: %s", key, e)
+
+    threading.Thread(target=load, name="warm-up-detectors", daemon=True).start()

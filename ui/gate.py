@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import logging
 import math
 import os
+import sys
 import uuid
 from pathlib import Path
 
 import streamlit as st
 
 from core.colours import BONAFIDE_BLUE, SPOOF_RED
-from ui import PAGES, access, engine
+from ui import FAVICON, PAGES, access
 from ui.access import PASSWORD_ENV, PASSWORD_SECRET, AccessConfig, AccessConfigError
-from ui.widgets import badge
+from ui.markup import badge
+
+# Cold start: this module imports nothing heavy (no torch, captum, sklearn, altair), so
+# the gate, the sidebar and the page's title reach the browser at once; the page's view
+# (and with it the engine) is imported after them under a spinner, and the detectors
+# are loaded in a background thread (warm_up) so the first upload does not pay for it.
 
 GATE_TITLE = ":material/lock: Synthetic speech detector"
 GateError = AccessConfigError  # the settings cannot be read: the app stays closed
@@ -146,18 +153,37 @@ def _check(given: str, password: str, address: str | None) -> None:
 def page_setup(page: str) -> None:
     """
     First call of every page: page config, the access gate (nothing below it runs
-    until the password is given), then the shared sidebar.
+    until the password is given), the shared sidebar, the page's title and intro; then
+    its view module is imported (on a cold server, under a spinner) and the sidebar's
+    model list filled in.
     """
     spec = PAGES[page]
     st.set_page_config(
         page_title=f"{spec.title} · Synthetic speech detector",
-        page_icon=spec.icon,
+        page_icon=FAVICON,  # not the page's :material/...: icon (see ui.FAVICON)
         layout="wide",
         menu_items={"About": "Tells synthetic speech from real speech and shows why."},
     )
     if not require_access():
         st.stop()
-    sidebar()
+    models_slot = sidebar()
+    st.title(spec.heading or spec.title)
+    if spec.intro:
+        st.write(spec.intro)
+    view = f"ui.views.{page}"
+    if view not in sys.modules:
+        with st.spinner("Starting up: loading the detectors and the explanation engine…"):
+            importlib.import_module(view)
+    from ui import engine
+
+    keys = engine.model_keys()
+    with models_slot.container():
+        st.markdown("**Models ready**")
+        st.caption(
+            ", ".join(engine.model_name(k) for k in keys) if keys else "none: see the Models page"
+        )
+    engine.warm_up(keys)
+
 
 
 def access_notice() -> None:
@@ -176,7 +202,7 @@ def access_notice() -> None:
         st.caption(f":material/lock: Password protected.{where}")
 
 
-def sidebar() -> None:
+def sidebar():
     """
     The menu (Streamlit's own is off: client.showSidebarNavigation), the models ready,
     the colour legend and the access notice.
@@ -191,13 +217,7 @@ def sidebar() -> None:
                 page.file, label=page.title, icon=page.icon, query_params=carry
             )
         st.divider()
-        keys = engine.model_keys()
-        st.markdown("**Models ready**")
-        st.caption(
-            ", ".join(engine.model_name(k) for k in keys)
-            if keys
-            else "none: see the Models page"
-        )
+        models_slot = st.empty()  # filled by page_setup once the engine is imported
         red = badge("red", style=f"background:{SPOOF_RED};color:white")
         blue = badge("blue", style=f"background:{BONAFIDE_BLUE};color:white")
         st.markdown(
@@ -205,3 +225,4 @@ def sidebar() -> None:
             unsafe_allow_html=True,
         )
         access_notice()
+    return models_slot

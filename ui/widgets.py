@@ -8,7 +8,6 @@ name), so each page keeps its own keys: ``{prefix}_json``, ``{prefix}_target``, 
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from core.explain.base import Explanation
 from core.registry import weights_dir
 from core.results import Analysis
 from ui import engine
+from ui.markup import badge, esc, md  # noqa: F401 (the pages' text helpers)
 
 # "Explain the class" options: widget value -> the engine's target (None = predicted)
 TARGET_CHOICES = {"predicted": None, "spoof": "spoof", "bonafide": "bonafide"}
@@ -30,16 +30,6 @@ TARGET_WORDS = {"predicted": "predicted", "spoof": "spoof", "bonafide": "bona fi
 
 
 # -------------------------------------------------------------------------- text
-
-
-def md(text: str) -> str:
-    """User text (file names, link parameters) made inert for st.markdown."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>:~$])", r"\\\1", str(text))
-
-
-def esc(text: str) -> str:
-    """User text made inert inside unsafe_allow_html markup."""
-    return html.escape(str(text))
 
 
 def short(sha: str) -> str:
@@ -58,16 +48,6 @@ def verdict_style(p_spoof: float) -> str:
     x = 2 * float(p_spoof) - 1
     ink = "#ffffff" if abs(x) > 0.55 else "#222222"
     return f"background:{evidence_colour(x)};color:{ink}"
-
-
-def badge(text: str, *, style: str, pill: bool = False) -> str:
-    """An inline coloured label (HTML); ``style`` gives its background and ink."""
-    shape = (
-        "padding:0.2rem 0.6rem;border-radius:1rem"
-        if pill
-        else ("padding:0.15rem 0.5rem;border-radius:0.3rem")
-    )
-    return f"<span style='{style};{shape};margin-right:0.4rem'>{esc(text)}</span>"
 
 
 def verdict_word(label: str) -> str:

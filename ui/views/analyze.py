@@ -24,13 +24,6 @@ PREFIX = "analyze"
 
 
 def render() -> None:
-    st.title("Analyze a recording")
-    st.write(
-        "Upload speech to check whether it is synthetic. Every installed detector "
-        "scores "
-        "it window by window; then pick a model and an explanation method to see which "
-        "parts of the audio drove the verdict."
-    )
     models_ready = engine.model_keys()
     if not models_ready:
         widgets.no_models_message()

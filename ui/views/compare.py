@@ -35,14 +35,6 @@ class ComparePlan:
 
 
 def render() -> None:
-    st.title("Compare models and methods")
-    st.write(
-        "One recording, every installed model and every explanation method side by "
-        "side. "
-        "If the methods point at the same moments, the explanation is more "
-        "trustworthy; "
-        "if the models agree, the verdict is."
-    )
     sha = pick_analysis(prefix=PREFIX)
     if sha is None:
         st.stop()

@@ -16,15 +16,6 @@ PREFIX = "corpus"
 
 
 def render() -> None:
-    st.title("Corpus")
-    st.write(
-        "Screen a labelled collection: run `python -m core batch --protocol P "
-        "--audio-dir D "
-        "[--explain shap,gradcam,lime]` (locally or on a Ray cluster), then read here "
-        "how "
-        "well each model separates each attack from bona fide speech and **where** its "
-        "evidence sits on average for that attack."
-    )
     try:
         batches = engine.batches()
     except StoreError as e:

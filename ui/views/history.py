@@ -30,12 +30,6 @@ BANDS = {"any": "any", **BAND_LABELS}
 
 
 def render() -> None:
-    st.title("History")
-    st.write(
-        "Every file analysed on this server, newest first. Opening one restores its "
-        "view "
-        "from the store at once: no model runs again."
-    )
     p = PREFIX
     c1, c0, c2, c3 = st.columns([3, 2, 2, 3])
     search = c1.text_input(

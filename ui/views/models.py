@@ -13,13 +13,6 @@ from ui import engine, verdict, widgets
 
 
 def render() -> None:
-    st.title("Models")
-    st.write(
-        "Every detector the dashboard knows. A model scores uploads only when its "
-        "weights "
-        "file is installed and matches the registered SHA-256; nothing else is ever "
-        "loaded."
-    )
     # ready models first, then the rest in registry order
     cards = sorted(engine.model_cards(), key=lambda c: c["status"] != "ok")
     ready = [c for c in cards if c["status"] == "ok"]

@@ -1,0 +1,251 @@
+"""Many analysts on one server: cold start, then a mixed load over loopback.
+
+    python -m benchmarks load [--sessions 8] [--duration 60] [--cold-only] [--seed 0]
+
+Starts the real dashboard (`streamlit run streamlit_app.py`) on a free 127.0.0.1 port
+with a fresh store, and drives it with Debian's Chromium through Playwright, as people
+would:
+
+1. **Cold start**: the first page load of a server that has just started; seconds until
+   the Analyze page's title shows, and until its uploader can be used.
+2. **Offline check**: every request any page makes is recorded; any host other than the
+   server is reported (the dashboard must work on a LAN without internet).
+3. **Load**: ``--sessions`` concurrent browser sessions for ``--duration`` seconds, each
+   repeating a random action: 80 % a repeat view of a stored analysis (its share link),
+   15 % a new 6-s upload, 5 % a new 2-min upload (each upload is new audio). The latency
+   of an action is from its start until every model's verdict card shows. A few
+   analyses are stored before the clock starts, so repeat views have something to open.
+
+Prints p50 / p95 / max latency per kind, the count of errors, and the server's peak
+resident memory. Targets (issue 14, 2-core machine): 0 errors, repeat views p95 < 1 s
+while a 2-min upload is being scored, new 6-s uploads p95 < 5 s with 8 sessions.
+Traffic goes to 127.0.0.1 only and stops by itself after the duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import ROOT, encoded, speech_like
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update"]  # fmt: skip
+MIX = (("repeat view", 0.80), ("upload 6 s", 0.15), ("upload 2 min", 0.05))
+SECONDS = {"upload 6 s": 6.0, "upload 2 min": 120.0}
+ACTION_TIMEOUT_MS = 600_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(store: Path) -> tuple[subprocess.Popen, str, Path]:
+    port = free_port()
+    env = {**os.environ, "DEEPFAKE_DB": str(store / "analyses.db")}
+    env.pop("DEEPFAKE_PASSWORD", None)
+    log = store / "streamlit.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+         str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc, url, log
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("streamlit did not become healthy within 60 s")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a live process (Linux), in MiB"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+class Recorder:
+    """every request URL of every page, to find hosts other than the server"""
+
+    def __init__(self, server: str):
+        self.host = urllib.parse.urlparse(server).hostname
+        self.external: set[str] = set()
+
+    def __call__(self, request) -> None:
+        u = urllib.parse.urlparse(request.url)
+        if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in (self.host, "localhost"):
+            self.external.add(f"{u.scheme}://{u.hostname}{u.path}")
+
+
+async def cold_start(browser, url: str, recorder: Recorder) -> dict:
+    ctx = await browser.new_context()
+    ctx.on("request", recorder)
+    page = await ctx.new_page()
+    t0 = time.perf_counter()
+    await page.goto(url)
+    await page.get_by_text("Analyze a recording").wait_for(timeout=120_000)
+    t_title = time.perf_counter() - t0
+    await page.locator('[data-testid="stFileUploader"] input[type=file]').wait_for(
+        state="attached", timeout=120_000
+    )
+    t_ready = time.perf_counter() - t0
+    await ctx.close()
+    return {"title_s": t_title, "uploader_s": t_ready}
+
+
+async def wait_verdicts(page, n_models: int) -> None:
+    await page.wait_for_function(
+        f"() => document.querySelectorAll('.verdict-card').length >= {n_models}",
+        timeout=ACTION_TIMEOUT_MS,
+    )
+
+
+async def upload(page, url: str, audio: bytes, name: str, n_models: int) -> str:
+    """a new upload on the Analyze page; returns the analysis' sha from the address bar"""
+    await page.goto(url)
+    await page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+        {"name": name, "mimeType": "audio/flac", "buffer": audio}
+    )
+    await wait_verdicts(page, n_models)
+    await page.wait_for_function("() => location.search.includes('sha=')", timeout=60_000)
+    return urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["sha"][0]
+
+
+async def user(i: int, browser, url, stored, n_models, stop_at, rng, results, recorder) -> None:
+    ctx = await browser.new_context()
+    ctx.on("request", recorder)
+    page = await ctx.new_page()
+    kinds, weights = zip(*MIX)
+    n = 0
+    while time.monotonic() < stop_at:
+        kind = rng.choices(kinds, weights)[0]
+        t0 = time.perf_counter()
+        try:
+            if kind == "repeat view":
+                await page.goto(f"{url}/?sha={rng.choice(stored)}")
+                await wait_verdicts(page, n_models)
+            else:
+                seed = 1000 * (i + 1) + n
+                audio = encoded(speech_like(SECONDS[kind], seed=seed))
+                stored.append(await upload(page, url, audio, f"u{i}-{n}.flac", n_models))
+            results.append((kind, time.perf_counter() - t0, None))
+        except Exception as e:  # counted and shown: the load test goes on
+            results.append((kind, time.perf_counter() - t0, f"{type(e).__name__}: {e}"[:200]))
+        n += 1
+    await ctx.close()
+
+
+async def run(args) -> int:
+    from playwright.async_api import async_playwright
+
+    with tempfile.TemporaryDirectory(prefix="load-") as tmp:
+        proc, url, log = start_server(Path(tmp))
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                recorder = Recorder(url)
+                cold = await cold_start(browser, url, recorder)
+                print(f"cold start: title after {cold['title_s']:.2f} s, uploader after "
+                      f"{cold['uploader_s']:.2f} s (first request to a just-started server)")  # fmt: skip
+                if args.cold_only:
+                    report_offline(recorder)
+                    return 0
+                ctx = await browser.new_context()
+                ctx.on("request", recorder)
+                page = await ctx.new_page()
+                await page.goto(url)
+                n_models = await count_models(page)
+                stored = []
+                for k in range(3):  # repeat views need something stored
+                    audio = encoded(speech_like(6.0, seed=k))
+                    stored.append(await upload(page, url, audio, f"seed{k}.flac", n_models))
+                await ctx.close()
+                print(f"{n_models} models; {len(stored)} analyses stored; "
+                      f"{args.sessions} sessions for {args.duration:.0f} s …")  # fmt: skip
+                results: list = []
+                stop_at = time.monotonic() + args.duration
+                rng = random.Random(args.seed)
+                await asyncio.gather(*[
+                    user(i, browser, url, stored, n_models, stop_at,
+                         random.Random(rng.random()), results, recorder)
+                    for i in range(args.sessions)
+                ])  # fmt: skip
+                await browser.close()
+        finally:
+            rss = peak_rss_mb(proc.pid) if proc.poll() is None else float("nan")
+            proc.terminate()
+            proc.wait(timeout=30)
+    report(results, rss)
+    report_offline(recorder)
+    return 0
+
+
+async def count_models(page) -> int:
+    """the number of models the server shows as ready (sidebar)"""
+    cap = page.locator('[data-testid="stSidebar"]').get_by_text("Models ready")
+    await cap.wait_for(timeout=120_000)
+    text = await page.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]').first.inner_text()
+    return max(1, len([t for t in text.split(",") if t.strip()]))
+
+
+def report(results: list, rss: float) -> None:
+    print(f"\n{'action':<14} {'n':>4} {'errors':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
+    for kind, _ in MIX:
+        ok = [t for k, t, err in results if k == kind and err is None]
+        errs = [err for k, _, err in results if k == kind and err is not None]
+        print(f"{kind:<14} {len(ok) + len(errs):>4} {len(errs):>6} {percentile(ok, 50):>7.2f} "
+              f"{percentile(ok, 95):>7.2f} {max(ok, default=float('nan')):>7.2f}")  # fmt: skip
+        for err in sorted(set(errs))[:3]:
+            print(f"    error: {err}")
+    print(f"server peak RSS: {rss:.0f} MiB")
+
+
+def report_offline(recorder: Recorder) -> None:
+    if recorder.external:
+        print("requests to other hosts (the dashboard should make none):")
+        for u in sorted(recorder.external):
+            print(f"    {u}")
+    else:
+        print("offline check: every request went to the server itself")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks load", description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    ap.add_argument("--cold-only", action="store_true", help="cold start and offline check only")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} not found: apt-get install -y chromium", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args))
