@@ -1,10 +1,13 @@
 """Fitting the calibration file from dev scores, and measuring it on another protocol.
 
-``fit(models, dev_entries, dev_dir, degrade=[...])`` scores every dev file with each
-model (whole-file P(spoof), exactly as users get it), fits per-model Platt maps, the
-all-subset logistic fusion and its bands (core.calibration), then scores dev again under
-each degradation to learn how far the band must widen when the matching input warning
-fires. ``measure(cal, models, entries, audio_dir)`` reports EER, Cllr, min Cllr, ECE and
+``fit(models, dev_entries, dev_dir, degrade=[...], pool=[...])`` scores every dev file
+with each model (whole-file P(spoof), exactly as users get it), fits per-model Platt
+maps, the all-subset logistic fusion and its bands (core.calibration), then scores dev
+again under each degradation to learn how far the band must widen when the matching
+input warning fires. ``pool`` fits on dev under several conditions at once (clean dev
+plus, e.g., noisy and MP3 copies of it): the fusion then weighs each model by how well
+it holds up across channels, not by clean in-domain dev alone, which favours the least
+robust model; every fitted number still comes from dev. ``measure(cal, models, entries, audio_dir)`` reports EER, Cllr, min Cllr, ECE and
 the band shares of each model and of the combination on a held-out protocol.
 
 Scores are cached under cache/scores/ by model weights, protocol content and condition,
@@ -96,22 +99,29 @@ def fit(
     audio_dir: str | Path,
     *,
     degrade: tuple[str, ...] = DEFAULT_DEGRADE,
+    pool: tuple[str, ...] = ("clean",),
     max_error: float = 0.05,
     progress: bool = True,
     cache_dir: Path | None = SCORE_CACHE,
     log=print,
 ) -> CalibrationFile:
-    labels = as_labels([e.key for e in entries])
+    one = as_labels([e.key for e in entries])
+    pool = tuple(dict.fromkeys(pool)) or ("clean",)
     scores = {
-        k: cached_scores(d, entries, audio_dir, progress=progress, cache_dir=cache_dir)
+        k: np.concatenate([
+            cached_scores(d, entries, audio_dir, cond, progress=progress, cache_dir=cache_dir)
+            for cond in pool
+        ])
         for k, d in detectors.items()
-    }
+    }  # fmt: skip
+    labels = np.tile(one, len(pool))
     fitted_on = {
         "protocol_sha256": _protocol_tag(entries, audio_dir),
-        "n_bonafide": int((labels == 0).sum()),
-        "n_spoof": int((labels == 1).sum()),
+        "n_bonafide": int((one == 0).sum()),
+        "n_spoof": int((one == 1).sum()),
         "max_error": max_error,
         "degrade": list(degrade),
+        "pool": list(pool),
     }
     cal = fit_calibration_file(
         scores, labels, weights_sha256={k: d.spec.sha256 for k, d in detectors.items()},
@@ -127,9 +137,9 @@ def fit(
             k: cached_scores(d, entries, audio_dir, cond, progress=progress, cache_dir=cache_dir)
             for k, d in detectors.items()
         }
-        bands = choose_bands(full.apply(deg), labels, max_error=max_error)
+        bands = choose_bands(full.apply(deg), one, max_error=max_error)
         by = widening(full.bands, bands)
-        log(f"{cond}: dev EER {100 * eer(full.apply(deg), labels):.1f} %, widen {code} by {by:.2f}")
+        log(f"{cond}: dev EER {100 * eer(full.apply(deg), one):.1f} %, widen {code} by {by:.2f}")
         widen[code] = max(widen.get(code, 0.0), by)
     return CalibrationFile(cal.models, cal.fusion, cal.fitted_on, cal.version, widen)
 

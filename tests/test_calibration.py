@@ -147,3 +147,37 @@ def test_a_changed_calibration_file_is_refused(calibration):
     assert c.band == "uncalibrated" and c.p_spoof is None and "refused" in c.reasons[0]
     with pytest.raises(CalibrationFileError):
         CalibrationFile.load(calibration)
+
+
+def test_pooled_fit_is_the_fit_on_clean_and_degraded_dev_concatenated(monkeypatch):
+    """calibrate --pool: one fit on every condition's dev scores, labels repeated"""
+    import types
+
+    from core import calibrate
+    from core.data import ProtocolEntry
+
+    p, y = two_point_set()
+    entries = [ProtocolEntry("S", f"F{i}", "M01" if k else "-", "spoof" if k else "bonafide", i + 1)
+               for i, k in enumerate(y)]  # fmt: skip
+    rng = np.random.default_rng(1)
+    noisy = np.clip(p + rng.normal(0, 0.2, p.size), 0.01, 0.99)
+    by_condition = {"clean": p, "noise:10db": noisy}
+    monkeypatch.setattr(
+        calibrate, "cached_scores",
+        lambda det, ents, d, cond="clean", **kw: by_condition[cond] * (1 if det.k == "a" else 0.9),
+    )  # fmt: skip
+    det = {k: types.SimpleNamespace(k=k, spec=types.SimpleNamespace(sha256=k * 64)) for k in "ab"}
+    cal = calibrate.fit(det, entries, ".", degrade=(), pool=("clean", "noise:10db"), log=lambda *a: None)
+    want = fit_calibration_file(
+        {"a": np.concatenate([p, noisy]), "b": 0.9 * np.concatenate([p, noisy])},
+        np.concatenate([y, y]), weights_sha256={"a": "a" * 64, "b": "b" * 64}, fitted_on={},
+    )  # fmt: skip
+    for subset, f in want.fusion.subsets.items():
+        got = cal.fusion.subsets[subset]
+        assert np.allclose(got.weights, f.weights) and got.bias == pytest.approx(f.bias)
+        assert got.bands == f.bands
+    assert cal.fitted_on["pool"] == ["clean", "noise:10db"]
+    assert (cal.fitted_on["n_bonafide"], cal.fitted_on["n_spoof"]) == (4, 4)  # dev files, once
+    # clean only (the default) is a different fit
+    clean = calibrate.fit(det, entries, ".", degrade=(), log=lambda *a: None)
+    assert not np.allclose(clean.fusion.subsets[("a",)].weights, cal.fusion.subsets[("a",)].weights)

@@ -38,7 +38,12 @@ def cmd_calibrate(args) -> int:
         degrade = tuple(c for c in (args.degrade or ",".join(DEFAULT_DEGRADE)).split(",") if c)
         if args.degrade == "none":
             degrade = ()
-        cal = fit(detectors, entries, args.audio_dir, degrade=degrade,
+        pool = ("clean",)
+        if args.pool:
+            from ..robustness import parse_conditions
+
+            pool = tuple(parse_conditions(args.pool))
+        cal = fit(detectors, entries, args.audio_dir, degrade=degrade, pool=pool,
                   max_error=args.max_error, progress=not args.no_progress)  # fmt: skip
         cal.save(out)
         print(f"wrote {out} and {out.name}.sha256 (models: {', '.join(sorted(cal.models))})")
@@ -79,6 +84,9 @@ def add_cli(sub) -> None:
     p.add_argument("--degrade", metavar="COND,COND",
                    help=f"dev degradations that set how far warnings widen the band "
                         f"(default {','.join(DEFAULT_DEGRADE)}; 'none' for none)")
+    p.add_argument("--pool", metavar="COND,COND",
+                   help="fit on dev under all these conditions pooled, e.g. "
+                   "clean,noise:15db,mp3:32k,telephone (default: clean dev only)")
     p.add_argument("--max-error", type=float, default=0.05,
                    help="largest share of wrong confident calls on dev (default 0.05)")
     p.add_argument("--out", help="calibration file (default: calibration.json by the weights)")
