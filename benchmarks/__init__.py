@@ -6,6 +6,7 @@
     python -m benchmarks store [--analyses N] [--repeats N] [--seconds S] ...
     python -m benchmarks shapley [--split dev|eval] ...
     python -m benchmarks load [--sessions 8] [--duration 60] [--cold-only]
+    python -m benchmarks aasist [--model aasist] [--batch 1,8] [--threads N]
 
 One module per benchmark (verdict, batch, explain, store), each with ``main(argv)``;
 every one goes through ``core.service.Engine``, as the pages and the CLI do.

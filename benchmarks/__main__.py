@@ -7,7 +7,7 @@ import sys
 
 import benchmarks
 
-NAMES = ("verdict", "batch", "explain", "store", "shapley", "cluster", "load")
+NAMES = ("verdict", "batch", "explain", "store", "shapley", "cluster", "load", "aasist")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,3 +211,22 @@ def test_cqt_matches_librosa():
     inner = np.s_[:, 20:-20]  # edges depend on padding details
     assert np.median(np.abs(ours - ref)[inner]) < 0.5  # dB
     assert np.corrcoef(ours[inner].ravel(), ref[inner].ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("key,ref_name", [("aasist-official", "AASIST"), ("aasist-l-official", "AASIST-L")])
+def test_aasist_fast_inference_path_keeps_the_outputs(official_weights_dir, aasist_official_dir, key, ref_name):
+    """scoring (no autograd: folded batch norm, in-place ops) = the autograd path and
+    the published logits within 1e-5; max-pool by strided slices = nn.MaxPool2d exactly"""
+    from core.models.aasist import MaxPoolW3
+
+    ref = json.loads((aasist_official_dir / "reference_logits.json").read_text())
+    x = torch.from_numpy(np.load(aasist_official_dir / "reference_logits.inputs.npy"))
+    net = load_model(key, device="cpu")
+    with torch.inference_mode():
+        fast = net(x)
+    slow = net(x).detach()  # autograd on: the out-of-place, unfolded ops
+    assert torch.max(torch.abs(fast - slow)) <= 1e-5
+    assert torch.max(torch.abs(fast - torch.tensor(ref[ref_name]["logits"]))) <= 1e-5
+    m = torch.randn(2, 8, 5, 301)
+    for width in (301, 300, 4, 3):
+        assert torch.equal(MaxPoolW3()(m[..., :width]), torch.nn.functional.max_pool2d(m[..., :width], (1, 3)))
