@@ -43,3 +43,6 @@ dev_score $OUT/tssd2d-ft-s0.pt
 # from scratch, a second seed family for the cheap model
 run tssd1d-s1 tssd1d 1 14 --crop 64000
 dev_score $OUT/tssd1d-s1.pt
+# AASIST-L fine-tuned from the published checkpoint (2-s crops: ~10 min per epoch on 2 CPU cores)
+run aasist-l-ft-s0 aasist-l 0 3 --init ../shared/weights/aasist-official/AASIST-L.pth --crop 32000
+dev_score $OUT/aasist-l-ft-s0.pt

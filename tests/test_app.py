@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import streamlit as st
 
+import app_helpers
 import core.registry
 import core.service
 import ui
@@ -383,3 +385,46 @@ def test_no_model_available_is_said_clearly(app_env, tmp_path, monkeypatch):
     assert_clean(at)
     assert any("No detector is available" in e.value for e in at.error)
     assert at.file_uploader(key="analyze_upload").proto.disabled
+
+
+class UncertainExplain(app_helpers.FastExplain):
+    """the fast stand-in, with SHAP's standard errors and an unstable top 3"""
+
+    def explain(self, detector, samples, **kw):
+        import dataclasses
+
+        e = super().explain(detector, samples, **kw)
+        if kw["method"] != "shap":
+            return e
+        se = np.full(len(e.values), 0.05)
+        return dataclasses.replace(
+            e, uncertainty=se, quality={**e.quality, "estimator": "kernel", "top3_stable": False}
+        )
+
+
+def test_shap_error_bars_instability_and_the_grad_cam_caveat_render(app_env, monkeypatch):
+    from ui import engine
+
+    monkeypatch.setattr(core.service, "EXPLAIN_BACKEND", UncertainExplain())
+    a = analyse(wav_bytes(seed=13), "uncertain.wav", app_env["db"])
+    model = "tssd2d" if "tssd2d" in a.verdicts else sorted(a.verdicts)[0]
+    at = new_app(sha=a.sha256, model=model, method="shap")
+    at.run()
+    at.button(key="analyze_compute").click().run()
+    assert_clean(at)
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    layered = [s for s in specs if "layer" in s]
+    marks = [[l["mark"]["type"] if isinstance(l["mark"], dict) else l["mark"] for l in s["layer"]]
+             for s in layered]  # fmt: skip
+    assert ["bar", "rule"] in marks, marks  # bars with ± 2 SE rules
+    assert "Rankings unstable" in texts(at)
+
+    at = new_app(sha=a.sha256, model=model, method="gradcam")
+    at.run()
+    at.button(key="analyze_compute").click().run()
+    assert_clean(at)
+    caveat = engine.method_caveat("gradcam", model)
+    if model == "tssd2d":
+        assert caveat, "Grad-CAM on the CQT model has a measured caveat"
+    if caveat:
+        assert any(caveat in c.value for c in at.caption)
