@@ -75,6 +75,7 @@ def assess_analysis(
     if signal is not None:
         n_windows = {k: len(v.windows) for k, v in verdicts.items()}
         lengths = {k: int(input_lengths[k]) for k in verdicts if k in input_lengths}
-        quality = with_windows(signal, n_windows, lengths)
+        totals = {k: v.total_windows for k, v in verdicts.items()}
+        quality = with_windows(signal, n_windows, lengths, totals)
     cal, problem = calibration
     return quality, combine(verdicts, quality, cal, calibration_problem=problem)

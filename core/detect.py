@@ -34,6 +34,7 @@ class WindowScore:
     start: float  # seconds
     end: float  # seconds (capped at the file's end; a tiled window ends there)
     p_spoof: float
+    index: int = -1  # position among all the file's windows (explanations use it)
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,25 @@ class Verdict:
     label: str  # "spoof" | "bonafide"
     max_p_spoof: float  # most suspicious window
     max_window: int  # its index
-    windows: list[WindowScore] = field(default_factory=list)
+    windows: list[WindowScore] = field(default_factory=list)  # the scored ones
     seconds: float = 0.0  # wall time to score
+    n_windows: int = 0  # windows the file has (0: every one was scored)
+
+    @property
+    def total_windows(self) -> int:
+        return max(self.n_windows, len(self.windows))
+
+    @property
+    def coverage(self) -> float:
+        """share of the file's windows that were scored (1.0: all of them)"""
+        return len(self.windows) / self.total_windows if self.windows else 1.0
+
+    def window_at(self, index: int) -> WindowScore | None:
+        """the scored window with this index among all the file's windows"""
+        for w in self.windows:
+            if w.index == index:
+                return w
+        return None
 
     def to_json(self) -> dict:
         return {
@@ -57,6 +75,7 @@ class Verdict:
             "max_window": self.max_window,
             "windows": [w.__dict__ for w in self.windows],
             "seconds": self.seconds,
+            "n_windows": self.total_windows,
         }
 
 
@@ -113,40 +132,73 @@ class Detector:
         audio: Audio | np.ndarray,
         *,
         progress: Callable[[int, int], None] | None = None,
+        max_windows: int | None = None,
     ) -> Verdict:
         """
-        Score every window of the file. Windows are cut, transformed and scored
-        BATCH_SIZE at a time, so memory beyond the decoded audio does not grow with
-        the file's length; ``progress(done, total)`` is called after each batch.
+        Score the file's windows: every one, or with ``max_windows`` at most that many,
+        evenly spread from the first to the last (select_windows). Windows are cut,
+        transformed and scored BATCH_SIZE at a time, so memory beyond the decoded audio
+        does not grow with the file's length; ``progress(done, total)`` is called after
+        each batch.
         """
         t0 = time.perf_counter()
         samples = audio.samples if isinstance(audio, Audio) else audio
         starts = window_starts(len(samples), self.spec.input_length, self.spec.window_hop)
-        p = np.empty(len(starts))
-        for i in range(0, len(starts), BATCH_SIZE):
-            part = starts[i : i + BATCH_SIZE]
+        chosen = select_windows(len(starts), max_windows)
+        p = np.empty(len(chosen))
+        for i in range(0, len(chosen), BATCH_SIZE):
+            part = [starts[j] for j in chosen[i : i + BATCH_SIZE]]
             p[i : i + len(part)] = self.p_spoof(cut_windows(samples, part, self.spec.input_length))
             if progress is not None:
-                progress(i + len(part), len(starts))
+                progress(i + len(part), len(chosen))
         return verdict_from_windows(
-            self.spec, p, starts, len(samples), seconds=time.perf_counter() - t0
-        )
+            self.spec, p, [starts[j] for j in chosen], len(samples),
+            seconds=time.perf_counter() - t0, indices=chosen, n_windows=len(starts),
+        )  # fmt: skip
+
+
+def n_windows(spec: ModelSpec, n_samples: int) -> int:
+    """how many windows a file of n_samples has for this model"""
+    return len(window_starts(n_samples, spec.input_length, spec.window_hop))
+
+
+def select_windows(n: int, max_windows: int | None) -> list[int]:
+    """
+    Indices of the windows to score: all n, or for a cap below n, max_windows indices
+    evenly spread over 0..n-1 (the first and the last always among them).
+    """
+    if max_windows is None or n <= max_windows:
+        return list(range(n))
+    if max_windows < 2:
+        raise ValueError(f"max_windows must be at least 2, not {max_windows}")
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, max_windows)})
 
 
 def verdict_from_windows(
-    spec: ModelSpec, p: np.ndarray, starts: list[int], file_length: int, *, seconds: float = 0.0
+    spec: ModelSpec,
+    p: np.ndarray,
+    starts: list[int],
+    file_length: int,
+    *,
+    seconds: float = 0.0,
+    indices: list[int] | None = None,
+    n_windows: int | None = None,
 ) -> Verdict:
     """
     Aggregate window scores into the file verdict (the rule in this module's doc);
-    starts are window starts and file_length the file's length, in samples.
+    starts are the scored windows' starts and file_length the file's length, in
+    samples; ``indices`` their positions among the file's ``n_windows`` windows
+    (default: every window was scored).
     """
+    indices = list(range(len(starts))) if indices is None else list(indices)
     wins = [
         WindowScore(
             start=s / SAMPLE_RATE,
             end=min(s + spec.input_length, file_length) / SAMPLE_RATE,
             p_spoof=float(v),
+            index=int(j),
         )
-        for s, v in zip(starts, p)
+        for s, v, j in zip(starts, p, indices)
     ]
     score = float(np.mean(p))
     return Verdict(
@@ -155,7 +207,8 @@ def verdict_from_windows(
         p_spoof=score,
         label="spoof" if score >= THRESHOLD else "bonafide",
         max_p_spoof=float(np.max(p)),
-        max_window=int(np.argmax(p)),
+        max_window=int(indices[int(np.argmax(p))]),
         windows=wins,
         seconds=seconds,
+        n_windows=int(n_windows or len(starts)),
     )

@@ -92,18 +92,30 @@ class ExplanationKey:
         )
 
 
-def verdict_params(spec) -> dict:
-    """What besides model and weights decides a verdict."""
-    return {
+def verdict_params(spec, *, max_windows: int | None = None, n_windows: int = 0) -> dict:
+    """
+    What besides model and weights decides a verdict. A cap that leaves windows out
+    (max_windows < the file's n_windows) makes it another verdict: its key records the
+    cap and the file's window count; a cap the file does not reach changes nothing.
+    """
+    params = {
         "n_samples": int(spec.input_length),  # stored name kept: old keys stay valid
         "hop": int(spec.window_hop),
         "frontend": str(spec.front_end),  # the front end's name: "waveform" | "cqt"
         "threshold": float(THRESHOLD),
     }
+    if max_windows is not None and n_windows > max_windows:
+        params |= {"max_windows": int(max_windows), "windows_total": int(n_windows)}
+    return params
 
 
-def verdict_key(audio_sha256: str, spec) -> VerdictKey:
-    return VerdictKey(audio_sha256, spec.key, spec.sha256, verdict_params(spec))
+def verdict_key(
+    audio_sha256: str, spec, *, max_windows: int | None = None, n_windows: int = 0
+) -> VerdictKey:
+    return VerdictKey(
+        audio_sha256, spec.key, spec.sha256,
+        verdict_params(spec, max_windows=max_windows, n_windows=n_windows),
+    )  # fmt: skip
 
 
 def is_current(row: Mapping[str, Any], spec) -> bool:

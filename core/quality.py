@@ -350,15 +350,29 @@ def assess(
 
 
 def with_windows(
-    q: InputQuality, n_windows: dict[str, int], window_samples: dict[str, int] | None = None
+    q: InputQuality,
+    n_windows: dict[str, int],
+    window_samples: dict[str, int] | None = None,
+    total_windows: dict[str, int] | None = None,
 ) -> InputQuality:
     """
-    ``q`` with the few_windows warnings of these models (replacing any it had): a model
-    whose score rests on fewer than MIN_WINDOWS windows, or that saw the audio tiled
-    because the file is shorter than its input. The signal measurements are kept, so a
-    stored InputQuality is reused for any set of models.
+    ``q`` with the window warnings of these models (replacing any it had): few_windows
+    for a model whose score rests on fewer than MIN_WINDOWS windows, or that saw the
+    audio tiled because the file is shorter than its input; partial_coverage for a
+    model that scored only some of the file's windows (``total_windows``: the
+    interactive cap). The signal measurements are kept, so a stored InputQuality is
+    reused for any set of models.
     """
-    warnings = [w for w in q.warnings if w.code != "few_windows"]
+    warnings = [w for w in q.warnings if w.code not in ("few_windows", "partial_coverage")]
+    for model, total in sorted((total_windows or {}).items()):
+        n = n_windows.get(model, total)
+        if n < total:
+            warnings.append(QualityWarning(
+                "partial_coverage",
+                f"{model}: {n} of the file's {total} windows were scored, evenly spread "
+                "(the dashboard's cap for long files); `python -m core analyze` scores all",
+                round(n / total, 4), 1.0,
+            ))  # fmt: skip
     n_audio = round(q.duration_s * SAMPLE_RATE)
     for model, n in sorted(n_windows.items()):
         length = (window_samples or {}).get(model)

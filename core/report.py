@@ -275,7 +275,7 @@ def _verdicts_html(verdicts: list[dict]) -> list[str]:
             f"</span></td><td><span class='verdict' style='background:"
             f"{evidence_colour(2 * p - 1)};color:{ink}'>{label}</span></td><td>{p:.3f}</td>"
             f"<td>{float(v['max_p_spoof']):.3f} (#{v['max_window']})</td>"
-            f"<td>{len(v['windows'])}</td></tr>"
+            f"<td>{windows_cell(v)}</td></tr>"
         )
     windows = {
         v["display_name"]: [(w["start"], w["end"], w["p_spoof"]) for w in v["windows"]]
@@ -324,3 +324,9 @@ def _explanation_html(x: dict) -> str:
         )
         + f"<p class='muted'>Quality: {q or 'not reported'}</p></div>"
     )
+
+
+def windows_cell(v: dict) -> str:
+    """scored windows, and of how many when the dashboard's cap left some out"""
+    n, total = len(v["windows"]), int(v.get("n_windows") or len(v["windows"]))
+    return f"{n} of {total} ({100 * n / total:.0f} % of the file)" if n < total else str(n)

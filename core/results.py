@@ -24,9 +24,12 @@ def verdict_from_row(d: Mapping[str, Any]) -> Verdict:
     names = {f.name for f in dataclasses.fields(Verdict)}
     kwargs = {k: v for k, v in d.items() if k in names}
     kwargs["windows"] = [
-        WindowScore(start=float(w["start"]), end=float(w["end"]), p_spoof=float(w["p_spoof"]))
-        for w in d.get("windows", [])
-    ]
+        WindowScore(start=float(w["start"]), end=float(w["end"]), p_spoof=float(w["p_spoof"]),
+                    index=int(w.get("index", i)))  # rows from before the cap: positions
+        for i, w in enumerate(d.get("windows", []))
+    ]  # fmt: skip
+    params = d.get("params") or {}
+    kwargs["n_windows"] = int(d.get("n_windows") or params.get("windows_total") or 0)
     return Verdict(**kwargs)
 
 
@@ -89,6 +92,7 @@ class Analysis:
                         "max_p_spoof": v.max_p_spoof,
                         "max_window": v.max_window,
                         "windows": [dataclasses.asdict(w) for w in v.windows],
+                        "n_windows": v.total_windows,  # the file's; windows: those scored
                         "cached": self.cached[k],
                         "seconds": self.seconds[k],
                         "compute_seconds": v.seconds,

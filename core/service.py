@@ -27,7 +27,7 @@ from . import keys, store
 from .assessment import assess_analysis, load_calibration
 from .audio import Audio, AudioError, load_audio
 from .combined import BANDS, combine
-from .detect import Detector, Verdict
+from .detect import Detector, Verdict, n_windows
 from .quality import InputQuality, assess
 from .registry import MODELS, WeightsError, available_models
 from .explaining import DEFAULT_SEGMENTS, Explaining  # noqa: F401 (callers import it here)
@@ -193,20 +193,31 @@ class Engine(Explaining):
         *,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
+        max_windows: int | None = None,
     ) -> tuple[Verdict, bool]:
-        """(verdict, cached) for one model: the store's when there, else scored once."""
+        """
+        (verdict, cached) for one model: the store's when there, else scored once.
+        ``max_windows``: score at most that many windows, evenly spread (long files in
+        the dashboard); a stored verdict of every window is still preferred.
+        """
         spec = self.spec(key)
         progress = cancellable(progress, cancel)
+        total = n_windows(spec, len(audio.samples)) if max_windows is not None else 0
+        capped = {"max_windows": max_windows} if max_windows is not None else {}
 
         def compute() -> dict:
             self.queued(key, progress)
             per_window = window_progress(key, progress)
-            return self.detector(key).score(audio, progress=per_window).to_json()
+            return self.detector(key).score(audio, progress=per_window, **capped).to_json()
 
         if self.db_path is None:
             return verdict_from_row(compute()), False
+        if total > (max_windows or total):
+            full = store.get_prediction(keys.verdict_key(audio.sha256, spec), db=self.db_path)
+            if full is not None:
+                return verdict_from_row(full), True
         row, cached = store.get_or_compute_prediction(
-            keys.verdict_key(audio.sha256, spec),
+            keys.verdict_key(audio.sha256, spec, max_windows=max_windows, n_windows=total),
             compute,
             db=self.db_path,
             on_wait=(lambda msg: progress(0.0, f"{key}: {msg}")) if progress else None,
@@ -221,16 +232,19 @@ class Engine(Explaining):
         models: list[str] | None = None,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
+        max_windows: int | None = None,
     ) -> Analysis:
         """
-        Decode ``data``, record it in the store and get-or-compute each model's verdict.
+        Decode ``data``, record it in the store and get-or-compute each model's verdict
+        (``max_windows``: at most that many windows per model, evenly spread).
         Raises AudioError (bad file, one-line message), WeightsError (no or bad
         weights), StoreError (store unusable), ValueError (unknown model),
         JobCancelled (``cancel`` was cancelled; verdicts already stored stay).
         """
         return self.analyze_audio(
-            load_audio(data), data, filename, models=models, progress=progress, cancel=cancel
-        )
+            load_audio(data), data, filename, models=models, progress=progress, cancel=cancel,
+            max_windows=max_windows,
+        )  # fmt: skip
 
     def analyze_audio(
         self,
@@ -241,6 +255,7 @@ class Engine(Explaining):
         models: list[str] | None = None,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
+        max_windows: int | None = None,
     ) -> Analysis:
         """As analyze, for audio already decoded from ``data``."""
         report = cancellable(progress or _quiet, cancel)
@@ -258,7 +273,8 @@ class Engine(Explaining):
             t0 = time.perf_counter()
             share = 0.95 / len(chosen)
             verdicts[key], cached[key] = self.verdict(
-                audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg)
+                audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg),
+                max_windows=max_windows,
             )
             seconds[key] = time.perf_counter() - t0
         signal = self._signal_quality(audio.sha256, row, audio)

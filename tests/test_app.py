@@ -428,3 +428,26 @@ def test_shap_error_bars_instability_and_the_grad_cam_caveat_render(app_env, mon
         assert caveat, "Grad-CAM on the CQT model has a measured caveat"
     if caveat:
         assert any(caveat in c.value for c in at.caption)
+
+
+def test_a_long_upload_is_capped_and_the_page_says_how_much_it_covers(app_env, monkeypatch):
+    """DEEPFAKE_MAX_WINDOWS=3: a 12-s file has 5 AASIST windows; 3 are scored"""
+    monkeypatch.setenv("DEEPFAKE_MAX_WINDOWS", "3")
+    at = new_app()
+    at.run()
+    at.file_uploader(key="analyze_upload").upload("long.wav", wav_bytes(12.0, seed=14), "audio/wav")
+    at.run()
+    assert_clean(at)
+    capped = [c for c in cards(at) if "3 of 5 windows (60 % of the file)" in c]
+    assert capped, cards(at)
+    assert "partial\\_coverage" in texts(at) or "were scored, evenly spread" in texts(at)
+    # the window picker offers the scored windows by their index in the file
+    sha = at.query_params["sha"]
+    sha = sha[0] if isinstance(sha, list) else sha
+    a = Engine(app_env["db"]).analysis(sha)
+    aasist = next(k for k, v in a.verdicts.items() if v.total_windows == 5)
+    at = new_app(sha=sha, model=aasist, method="gradcam")
+    at.run()
+    assert_clean(at)
+    picker = at.selectbox(key=f"analyze_window_{aasist}")
+    assert [o.split(":")[0] for o in picker.options] == ["#0", "#2", "#4"]

@@ -113,19 +113,40 @@ def max_upload_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
+MAX_WINDOWS_ENV = "DEEPFAKE_MAX_WINDOWS"
+DEFAULT_MAX_WINDOWS = 120  # per model: 6 min of audio for Res-TSSDNet, 4 min for AASIST
+
+
+def max_windows() -> int | None:
+    """
+    The dashboard's cap on windows scored per model: $DEEPFAKE_MAX_WINDOWS (0 = no cap),
+    else DEFAULT_MAX_WINDOWS. Longer files get that many windows evenly spread, and
+    the verdict says how much of the file it covers; the CLI and batches score all.
+    """
+    raw = os.environ.get(MAX_WINDOWS_ENV, "").strip()
+    try:
+        n = int(raw) if raw else DEFAULT_MAX_WINDOWS
+    except ValueError:
+        n = DEFAULT_MAX_WINDOWS
+    return None if n <= 0 else max(n, 2)
+
+
 def analyze_upload(
     data: bytes, filename: str, *, progress: Progress | None = None
 ) -> Analysis:
     """
-    Score an upload with every available model and store it. Raises AudioError (bad
-    or too large file), WeightsError (no usable model), StoreError (store unusable).
+    Score an upload with every available model (at most max_windows() windows each)
+    and store it. Raises AudioError (bad or too large file), WeightsError (no usable
+    model), StoreError (store unusable).
     """
     limit_mb = max_upload_mb()
     if len(data) > limit_mb * 2**20:
         raise AudioError(
             f"the file is {len(data) / 2**20:.1f} MB; the upload limit is {limit_mb} MB"
         )
-    return engine().analyze(data, filename, models=model_keys(), progress=progress)
+    return engine().analyze(
+        data, filename, models=model_keys(), progress=progress, max_windows=max_windows()
+    )
 
 
 def analysis(sha: str) -> Analysis | None:

@@ -74,8 +74,15 @@ def status_badge(status: str) -> str:
 # ------------------------------------------------------------------------ verdicts
 
 
+def windows_text(verdict: Verdict) -> str:
+    """'12 windows', or '120 of 400 windows (30 % of the file)' when capped"""
+    n, total = len(verdict.windows), verdict.total_windows
+    if n < total:
+        return f"{n} of {total} windows ({100 * verdict.coverage:.0f} % of the file)"
+    return f"{n} window{'s' if n != 1 else ''}"
+
+
 def verdict_card(key: str, verdict: Verdict) -> None:
-    n = len(verdict.windows)
     st.markdown(
         "<div class='verdict-card' data-testid='verdict-card' "
         f"style='{verdict_style(verdict.p_spoof)};border-radius:0.6rem;"
@@ -85,7 +92,7 @@ def verdict_card(key: str, verdict: Verdict) -> None:
         "<div "
         f"style='font-size:1.5rem;font-weight:700'>{verdict_word(verdict.label)}</div>"
         f"<div>P(spoof) {verdict.p_spoof:.3f} · max window {verdict.max_p_spoof:.3f} · "
-        f"{n} window{'s' if n != 1 else ''}</div></div>",
+        f"{windows_text(verdict)}</div></div>",
         unsafe_allow_html=True,
     )
 
@@ -113,7 +120,7 @@ def verdict_rows(analysis: Analysis) -> list[dict]:
             "verdict": "spoof" if v.label == "spoof" else "bona fide",
             "P(spoof)": round(v.p_spoof, 4),
             "max window P(spoof)": round(v.max_p_spoof, 4),
-            "windows": len(v.windows),
+            "windows": windows_text(v),
             "weights SHA-256": v.weights_sha256[:12],
         }
         for key, v in analysis.verdicts.items()
@@ -131,7 +138,10 @@ def timeline(analysis: Analysis) -> None:
 
 
 def window_label(verdict: Verdict, i: int) -> str:
-    w = verdict.windows[i]
+    """the picker's label of window i (its index among all the file's windows)"""
+    w = verdict.window_at(i)
+    if w is None:
+        return f"#{i}"
     return f"#{i}: {w.start:.2f}-{w.end:.2f} s, P(spoof) {w.p_spoof:.3f}"
 
 

@@ -54,8 +54,10 @@ def print_analysis(name: str, a: Analysis) -> None:
             f"  {k:<18} P(spoof) {v.p_spoof:.3f}  {v.label:<8}  max {v.max_p_spoof:.3f} "
             f"(window {v.max_window})  {_how(a.cached[k], a.seconds[k])}"
         )
+        if len(v.windows) < v.total_windows:
+            print(f"    scored {len(v.windows)} of {v.total_windows} windows, evenly spread")
         for w in v.windows:
-            print(f"    {w.start:7.2f}-{w.end:7.2f} s  {w.p_spoof:.3f}")
+            print(f"    #{w.index:<4} {w.start:7.2f}-{w.end:7.2f} s  {w.p_spoof:.3f}")
 
 
 def print_explanation(d: dict) -> None:
@@ -124,7 +126,8 @@ def _analyze_file(
     """(the file's JSON report, number of failures); prints as it goes unless --json"""
     try:
         audio = load_audio(data)
-        a = eng.analyze_audio(audio, data, Path(f).name, models=keys, progress=step(0))
+        a = eng.analyze_audio(audio, data, Path(f).name, models=keys, progress=step(0),
+                              max_windows=args.max_windows)  # fmt: skip
     except (AudioError, WeightsError, store.StoreError, ValueError) as e:
         _say(print_err, f"{f}: {one_line(e)}")
         return {"file": f, "error": one_line(e)}, 1
@@ -192,6 +195,19 @@ def cmd_analyze(args) -> int:
     return 1 if failed else 0
 
 
+def at_least_two(text: str) -> int:
+    """argparse type of --max-windows"""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 2, not {text!r}")
+    return n
+
+
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("analyze", help="score (and explain) files, through the result store")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -206,6 +222,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--n-evals", "--n-samples", dest="n_evals", type=int,
                    help="model evaluations for SHAP/LIME (default: the method's own)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-windows", type=at_least_two, metavar="N",
+                   help="score at most N windows per model, evenly spread (default: every "
+                   "window; the dashboard caps long files at $DEEPFAKE_MAX_WINDOWS)")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,

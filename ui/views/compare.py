@@ -90,21 +90,19 @@ def pick_analysis(*, prefix: str) -> str | None:
 
 
 def window_near(verdict: Verdict, t: float) -> int:
-    """Index of the window whose centre is nearest t (seconds)."""
+    """Index (among all the file's windows) of the scored window whose centre is nearest t."""
     wins = verdict.windows
     if not wins:
         return 0
-    return min(
-        range(len(wins)), key=lambda i: abs((wins[i].start + wins[i].end) / 2 - t)
-    )
+    return min(wins, key=lambda w: abs((w.start + w.end) / 2 - t)).index
 
 
 def compare_plan(analysis: Analysis, *, prefix: str) -> ComparePlan:
     verdicts = analysis.verdicts
     first_key, first = next(iter(verdicts.items()))
     duration = max(analysis.duration, 0.1)
-    if first.windows:
-        w = first.windows[first.max_window]
+    w = first.window_at(first.max_window)
+    if w is not None:
         default = round((w.start + w.end) / 2, 1)
     else:
         default = round(duration / 2, 1)

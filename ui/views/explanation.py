@@ -74,7 +74,9 @@ def explanation_controls(analysis: Analysis, *, prefix: str) -> View:
     verdict = verdicts[model]
     n_windows = len(verdict.windows)
     asked = query_int("window")
-    options = list(range(max(n_windows, 1)))
+    # the scored windows, by their index among all the file's windows (a long file in
+    # the dashboard has an evenly spread subset)
+    options = [w.index for w in verdict.windows] or [0]
     window = c3.selectbox(
         "Window (default: most suspicious)",
         options,
@@ -123,10 +125,13 @@ def link_problems(
         problems.append(f"there is no method {md(method)}")
     shown = model if model in models else (models[0] if models else None)
     if shown and window != "":
-        n = len(analysis.verdicts[shown].windows)
+        v = analysis.verdicts[shown]
         asked = query_int("window")
-        if asked is None or not 0 <= asked < n:
-            problems.append(f"window {md(window)} does not exist (this model has {n})")
+        if asked is None or v.window_at(asked) is None:
+            problems.append(
+                f"window {md(window)} does not exist (this model scored "
+                f"{len(v.windows)} of {v.total_windows})"
+            )
     if target and target not in TARGET_CHOICES:
         problems.append(f"target {md(target)} is not spoof or bonafide")
     if problems:
