@@ -76,7 +76,9 @@ def _subset(minispoof_dir, tmp_path, n_per_class, split="train", name="p.txt"):
     return p
 
 
-def test_one_epoch_lowers_training_loss(minispoof_dir, tmp_path):
+@pytest.mark.parametrize("augmented", [False, True], ids=["plain", "augmented"])
+def test_one_epoch_lowers_training_loss(minispoof_dir, tmp_path, augmented):
+    from core.augment import AugmentConfig, Augmenter
     from core.train import build_net, class_weights, load_train_data, run_epoch
 
     torch.manual_seed(0)
@@ -93,8 +95,10 @@ def test_one_epoch_lowers_training_loss(minispoof_dir, tmp_path):
 
     before = loss()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    # augmented: every crop goes through every augmentation (probability 1)
+    aug = Augmenter(AugmentConfig(*([1.0] * 6)), seed=0) if augmented else None
     run_epoch(net, data, opt, None, batch_size=4, rng=np.random.default_rng(0),
-              weights=weights, device=torch.device("cpu"))  # fmt: skip
+              weights=weights, device=torch.device("cpu"), augment=aug)  # fmt: skip
     assert loss() < before
 
 
