@@ -294,6 +294,14 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
 
     groups = [(parse_protocol(p), d) for p, d in ((cfg.protocol, cfg.audio_dir), *cfg.extra)]
     train_entries = [e for group, _ in groups for e in group]
+    from .vocode import SELECTION_SYSTEMS
+
+    held_out = sorted({e.system for e in train_entries} & SELECTION_SYSTEMS.keys())
+    if held_out:
+        raise ValueError(
+            f"training data holds {', '.join(held_out)}: a selection-only system (its "
+            "spoofs stand in for unseen attacks when choosing models), never for training"
+        )
     dev_entries = parse_protocol(cfg.dev_protocol)
     dev_dir = cfg.dev_audio_dir or cfg.audio_dir
     log(f"train: {count_labels(train_entries)}  dev: {count_labels(dev_entries)}")

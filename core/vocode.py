@@ -15,6 +15,15 @@ M08 Griffin-Lim, M10 HiFi-GAN LJSpeech):
 - V02: phase-vocoder round trip: STFT (Hann 512, hop 128), time-stretch by a per-file
   rate r in [0.8, 0.9] or [1.1, 1.25] with phase propagation from the analysis phase
   (no phase retrieval, so not Griffin-Lim), then stretch by 1/r back to the length.
+
+Selection only (``--selection``: never in training data, which refuses them):
+
+- S01: LPC vocoder copy-synthesis: order-18 LPC every 10 ms (25-ms Hann frames), the
+  residual replaced by a pulse train at an autocorrelation F0 (white noise where
+  unvoiced) with the residual's energy, through the time-varying all-pole filter. A
+  vocoder family no model is trained on: ``--selection`` runs it on the DEV bona fide
+  clips and writes a dev protocol (the dev files plus these spoofs) whose EER tells how
+  a model copes with an unseen vocoder, without looking at eval.
 """
 
 from __future__ import annotations
@@ -129,6 +138,79 @@ def phase_vocoder_resynth(x: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return _fit(phase_vocoder_stretch(phase_vocoder_stretch(x, r), 1.0 / r), len(x))
 
 
+LPC_ORDER = 18
+LPC_FRAME = 400  # samples, 25 ms
+LPC_HOP = 160  # samples, 10 ms
+
+
+def lpc_coefficients(frame: np.ndarray, order: int = LPC_ORDER) -> tuple[np.ndarray, float]:
+    """(a, err): A(z) = 1 + a1 z^-1 + ... by the autocorrelation method, and the
+    prediction error power (per sample) of the windowed frame"""
+    import scipy.linalg
+
+    r = np.correlate(frame, frame, mode="full")[len(frame) - 1 : len(frame) + order]
+    if r[0] <= 1e-12:
+        return np.concatenate([[1.0], np.zeros(order)]), 0.0
+    r = r.copy()
+    r[0] *= 1.0 + 1e-6  # white-noise correction keeps the system well conditioned
+    a = scipy.linalg.solve_toeplitz(r[:order], -r[1 : order + 1])
+    err = float(r[0] + np.dot(a, r[1 : order + 1])) / len(frame)
+    return np.concatenate([[1.0], a]), max(err, 0.0)
+
+
+def autocorrelation_f0(
+    x: np.ndarray, *, hop: int = LPC_HOP, frame: int = 640, fmin: float = 60.0,
+    fmax: float = 400.0, voicing: float = 0.45, floor_db: float = -40.0,
+) -> np.ndarray:  # fmt: skip
+    """
+    F0 in Hz per hop (0 = unvoiced): the lag of the highest normalised autocorrelation
+    peak within fmin..fmax in a 40-ms frame, voiced when that peak exceeds ``voicing``
+    and the frame is within ``floor_db`` of the loudest frame
+    """
+    padded = np.pad(np.asarray(x, dtype=np.float64), (frame // 2, frame))
+    starts = range(0, len(x), hop)
+    frames = np.stack([padded[s : s + frame] for s in starts])
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    energy = np.sum(frames**2, axis=1)
+    spec = np.fft.rfft(frames, n=2 * frame, axis=1)
+    ac = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :frame]
+    lo, hi = int(SAMPLE_RATE / fmax), int(SAMPLE_RATE / fmin)
+    norm = ac[:, lo:hi] / np.maximum(ac[:, :1], 1e-12)
+    best = np.argmax(norm, axis=1)
+    peak = norm[np.arange(len(norm)), best]
+    loud = 10 * np.log10(np.maximum(energy, 1e-12) / max(energy.max(), 1e-12)) > floor_db
+    return np.where((peak > voicing) & loud, SAMPLE_RATE / (lo + best), 0.0)
+
+
+def lpc_resynth(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """S01: LPC analysis, pulse/noise excitation at the residual's power, all-pole synthesis"""
+    import scipy.signal
+
+    xd = np.asarray(x, dtype=np.float64)
+    f0 = autocorrelation_f0(xd)
+    win = np.hanning(LPC_FRAME + 2)[1:-1]
+    win_power = float(np.mean(win**2))
+    padded = np.pad(xd, (LPC_FRAME // 2, LPC_FRAME))
+    out = np.zeros(len(xd) + LPC_HOP)
+    state = np.zeros(LPC_ORDER)
+    phase = 0.0
+    for i, start in enumerate(range(0, len(xd), LPC_HOP)):
+        a, err = lpc_coefficients(padded[start : start + LPC_FRAME] * win)
+        gain = np.sqrt(err / win_power)
+        pitch = f0[min(i, len(f0) - 1)]
+        if pitch > 0:  # a unit-power pulse train, its phase carried across frames
+            period = SAMPLE_RATE / pitch
+            pos = np.arange(LPC_HOP) + phase
+            exc = (np.floor(pos / period) != np.floor((pos - 1) / period)).astype(float)
+            exc *= np.sqrt(period)
+            phase = (phase + LPC_HOP) % period
+        else:
+            exc = rng.standard_normal(LPC_HOP)
+        y, state = scipy.signal.lfilter([gain], a, exc, zi=state)
+        out[start : start + LPC_HOP] = y
+    return _fit(out, len(x))
+
+
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros(n, dtype=np.float64)
     out[: min(n, len(y))] = y[:n]
@@ -148,7 +230,13 @@ SYSTEMS: dict[str, VocoderSystem] = {
     "V02": VocoderSystem("V02", "phase-vocoder stretch round trip (r, 1/r)",
                          phase_vocoder_resynth),  # fmt: skip
 }
-assert not EVAL_ONLY_SYSTEMS & SYSTEMS.keys(), "a vocoded system id collides with eval-only"
+# model selection only: never training data (core.train refuses them)
+SELECTION_SYSTEMS: dict[str, VocoderSystem] = {
+    "S01": VocoderSystem("S01", "LPC vocoder: order-18 LPC, pulse/noise excitation at an "
+                         "autocorrelation F0", lpc_resynth),  # fmt: skip
+}
+assert not EVAL_ONLY_SYSTEMS & (SYSTEMS.keys() | SELECTION_SYSTEMS.keys()), "id collides"
+SELECTION_PROTOCOL = "vocoded.select.txt"
 
 
 def vocoded_id(system: str, file_id: str) -> str:
@@ -162,7 +250,8 @@ def file_rng(system: str, file_id: str) -> np.random.Generator:
 
 def vocode_clip(x: np.ndarray, system: str, file_id: str) -> np.ndarray:
     """one clip through one system, RMS matched to x and peak-limited, float32"""
-    y = SYSTEMS[system].resynth(np.asarray(x, dtype=np.float32), file_rng(system, file_id))
+    resynth = (SYSTEMS | SELECTION_SYSTEMS)[system].resynth
+    y = resynth(np.asarray(x, dtype=np.float32), file_rng(system, file_id))
     rms_x, rms_y = np.sqrt(np.mean(np.square(x, dtype=np.float64))), np.sqrt(np.mean(y**2))
     if rms_y > 0:
         y = y * (rms_x / rms_y)
@@ -180,12 +269,28 @@ def vocode_protocol(
     *,
     limit: int | None = None,
     progress: bool = True,
+    selection: bool = False,
 ) -> Path:
-    """Vocode the bona fide entries; returns the protocol path (existing FLACs are kept)."""
+    """
+    Vocode the bona fide entries; returns the protocol path (existing FLACs are kept).
+    ``selection``: selection-only systems on DEV clips; the protocol then also lists
+    every entry of ``entries`` (its audio must be linked into out_dir/flac by the caller,
+    see link_audio) so it can be scored as one dev set.
+    """
     bona = [e for e in entries if not e.is_spoof][:limit]
-    leaked = [e.file_id for e in bona if e.file_id.startswith(("MS_D_", "MS_E_"))]
+    allowed = SELECTION_SYSTEMS if selection else SYSTEMS
+    wrong = [s for s in systems if s not in allowed]
+    if wrong:
+        what = "selection (--selection)" if selection else "training"
+        raise ValueError(f"{wrong[0]} is not a {what} system; use {', '.join(sorted(allowed))}")
+    if selection:
+        leaked = [e.file_id for e in bona if e.file_id.startswith("MS_E_")]
+        why = "an eval clip: selection uses dev"
+    else:
+        leaked = [e.file_id for e in bona if e.file_id.startswith(("MS_D_", "MS_E_"))]
+        why = "a MiniSpoof dev/eval clip: vocode training data only"
     if leaked:
-        raise ValueError(f"{leaked[0]} is a MiniSpoof dev/eval clip: vocode training data only")
+        raise ValueError(f"{leaked[0]} is {why}")
     check_audio(bona, audio_dir)
     out_dir = Path(out_dir)
     (out_dir / "flac").mkdir(parents=True, exist_ok=True)
@@ -205,9 +310,20 @@ def vocode_protocol(
             sf.write(tmp, y, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
             tmp.replace(path)  # a killed run leaves no truncated .flac behind
         lines.append(f"{e.speaker} {fid} - {s} spoof")
-    proto = out_dir / PROTOCOL_NAME
+    if selection:
+        link_audio(entries, audio_dir, out_dir / "flac")
+        lines = [f"{e.speaker} {e.file_id} - {e.system} {e.key}" for e in entries] + lines
+    proto = out_dir / (SELECTION_PROTOCOL if selection else PROTOCOL_NAME)
     proto.write_text("\n".join(lines) + "\n")
     return proto
+
+
+def link_audio(entries: list[ProtocolEntry], audio_dir: str | Path, folder: Path) -> None:
+    """symbolic links to the entries' audio in ``folder`` (one directory to score from)"""
+    for e in entries:
+        link = folder / f"{e.file_id}.flac"
+        if not link.exists():
+            link.symlink_to(audio_path(audio_dir, e).resolve())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,15 +331,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocol", required=True, help="TRAIN protocol; its bona fide are used")
     p.add_argument("--audio-dir", required=True, help="directory of FILE_ID.flac")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"default {DEFAULT_OUT}")
-    p.add_argument("--system", action="append", choices=sorted(SYSTEMS),
-                   help="vocoder system id; repeat for several (default V01)")  # fmt: skip
+    p.add_argument("--system", action="append", choices=sorted(SYSTEMS | SELECTION_SYSTEMS),
+                   help="vocoder system id; repeat for several (default V01, or S01 "
+                   "with --selection)")  # fmt: skip
+    p.add_argument("--selection", action="store_true",
+                   help="selection-only systems on a DEV protocol: writes "
+                   f"{SELECTION_PROTOCOL} (the dev files plus the vocoded spoofs)")
     p.add_argument("--limit", type=int, help="only the first N bona fide clips")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
         entries = parse_protocol(args.protocol)
-        proto = vocode_protocol(entries, args.audio_dir, args.out, args.system or ["V01"],
-                                limit=args.limit, progress=not args.no_progress)  # fmt: skip
+        default = ["S01"] if args.selection else ["V01"]
+        proto = vocode_protocol(entries, args.audio_dir, args.out, args.system or default,
+                                limit=args.limit, progress=not args.no_progress,
+                                selection=args.selection)  # fmt: skip
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -4,9 +4,11 @@
 #
 # Selection rule, fixed before any candidate was scored on eval: every run keeps its epoch
 # by the mean dev EER over clean dev and dev degraded by $DEV_CONDITIONS (train
-# --dev-degrade), and a candidate replaces a shipped model only if its mean whole-file dev
-# EER over the same four conditions (`evaluate --degrade` on dev) is lower. Eval is scored
-# afterwards, for the model card only.
+# --dev-degrade). Between models (scripts/select_models.py): score = mean of (a) the mean
+# whole-file dev EER over those four conditions (`evaluate --degrade` on dev) and (b) the
+# EER of dev bona fide against S01, an LPC vocoder no model trains on, run on the dev
+# bona fide clips (`core.vocode --selection`): a stand-in for unseen attacks. The lowest
+# score per model key ships. Eval is scored afterwards, for the model card only.
 cd "$(dirname "$0")/.."
 M=../shared/data/minispoof
 V=cache/vocoded
@@ -33,16 +35,24 @@ dev_score() {  # model (registry key or weights path) -> $SEL/NAME.dev.json
     --audio-dir $M/flac --degrade clean,$DEV_CONDITIONS --json --no-progress \
     --threads ${THREADS:-2} > $SEL/$name.dev.json.tmp && mv $SEL/$name.dev.json.tmp $SEL/$name.dev.json
 }
-dev_score tssd1d
-dev_score tssd2d
+[ -f $SEL/unseen/vocoded.select.txt ] || python -m core.vocode --selection \
+  --protocol $M/protocols/minispoof.dev.txt --audio-dir $M/flac --out $SEL/unseen --no-progress
+unseen_score() {  # model -> $SEL/NAME.unseen.json
+  local name; name=$(basename "$1" .pt)
+  [ -s $SEL/$name.unseen.json ] && return
+  python -m core evaluate --model "$1" --protocol $SEL/unseen/vocoded.select.txt \
+    --audio-dir $SEL/unseen/flac --json --no-progress --threads ${THREADS:-2} \
+    > $SEL/$name.unseen.json.tmp && mv $SEL/$name.unseen.json.tmp $SEL/$name.unseen.json
+}
+for m in tssd1d tssd2d aasist; do dev_score $m; unseen_score $m; done
 # fine-tune the shipped models with augmentation and the vocoded spoofs
 run tssd1d-ft-s0 tssd1d 0 8 --init weights/tssd1d.pt --lr 5e-4 --crop 64000
-dev_score $OUT/tssd1d-ft-s0.pt
+dev_score $OUT/tssd1d-ft-s0.pt; unseen_score $OUT/tssd1d-ft-s0.pt
 run tssd2d-ft-s0 tssd2d 0 6 --init weights/tssd2d.pt --lr 5e-4 --crop 51200
-dev_score $OUT/tssd2d-ft-s0.pt
+dev_score $OUT/tssd2d-ft-s0.pt; unseen_score $OUT/tssd2d-ft-s0.pt
 # from scratch, a second seed family for the cheap model
 run tssd1d-s1 tssd1d 1 14 --crop 64000
-dev_score $OUT/tssd1d-s1.pt
+dev_score $OUT/tssd1d-s1.pt; unseen_score $OUT/tssd1d-s1.pt
 # AASIST-L fine-tuned from the published checkpoint (2-s crops: ~10 min per epoch on 2 CPU cores)
 run aasist-l-ft-s0 aasist-l 0 3 --init ../shared/weights/aasist-official/AASIST-L.pth --crop 32000
-dev_score $OUT/aasist-l-ft-s0.pt
+dev_score $OUT/aasist-l-ft-s0.pt; unseen_score $OUT/aasist-l-ft-s0.pt

@@ -255,6 +255,17 @@ def test_vocode_refuses_eval_clips(tmp_path, voiced, capsys):
     assert rc == 1 and "training data only" in capsys.readouterr().err
 
 
+def test_autocorrelation_f0_finds_a_tone_and_silence():
+    from core.vocode import autocorrelation_f0
+
+    t = np.arange(SR) / SR
+    x = np.concatenate([0.3 * np.sign(np.sin(2 * np.pi * 125.0 * t)), np.zeros(SR // 2)])
+    f0 = autocorrelation_f0(x)
+    voiced = f0[10:90]
+    assert np.all(np.abs(voiced - 125.0) < 3.0)  # within a lag sample at 16 kHz
+    assert np.all(f0[-30:] == 0.0)  # silence is unvoiced
+
+
 def test_phase_vocoder_at_rate_one_is_transparent(voiced):
     from core.vocode import phase_vocoder_stretch
 
@@ -262,3 +273,39 @@ def test_phase_vocoder_at_rate_one_is_transparent(voiced):
     assert len(y) == len(voiced)
     assert np.corrcoef(y, voiced)[0, 1] > 0.999
     assert len(phase_vocoder_stretch(voiced, 1.25)) == round(len(voiced) / 1.25)
+
+
+def test_selection_vocoder_runs_on_dev_only_and_never_trains(tmp_path, voiced, capsys):
+    """S01 (LPC vocoder) stands in for an unseen attack when choosing models: dev clips
+    only, its protocol lists the dev files too, training refuses it, eval clips refused"""
+    from core.data import parse_protocol
+    from core.train import TrainConfig, train
+    from core.vocode import main
+
+    proto, flac = _mini_corpus(tmp_path, voiced, ids=("MS_D_0000001", "MS_D_0000002"))
+    out = tmp_path / "sel"
+    assert main(["--protocol", str(proto), "--audio-dir", str(flac), "--out", str(out),
+                 "--selection", "--no-progress"]) == 0  # fmt: skip
+    entries = parse_protocol(out / "vocoded.select.txt")
+    assert [e.system for e in entries] == ["-", "-", "M01", "S01", "S01"]
+    for e in entries:  # one directory to score the whole set from
+        y, sr = sf.read(out / "flac" / f"{e.file_id}.flac")
+        assert sr == SR and np.all(np.isfinite(y))
+    src = sf.read(flac / "MS_D_0000001.flac")[0]
+    y = sf.read(out / "flac" / "VC_S01_MS_D_0000001.flac")[0]
+    assert len(y) == len(src) and _db(_power(y) / _power(src)) == pytest.approx(0.0, abs=0.5)
+    assert not np.allclose(y, src, atol=1e-3)
+    # a training system with --selection, or S01 without it, is refused
+    assert main(["--protocol", str(proto), "--audio-dir", str(flac), "--out", str(out),
+                 "--selection", "--system", "V02", "--no-progress"]) == 1  # fmt: skip
+    assert "not a selection" in capsys.readouterr().err
+    (tmp_path / "e").mkdir()
+    eval_proto, eval_flac = _mini_corpus(tmp_path / "e", voiced, ids=("MS_E_0000003",))
+    assert main(["--protocol", str(eval_proto), "--audio-dir", str(eval_flac), "--out",
+                 str(tmp_path / "o"), "--selection", "--no-progress"]) == 1  # fmt: skip
+    assert "selection uses dev" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="selection-only"):
+        train(TrainConfig(arch="tssd1d", protocol=str(out / "vocoded.select.txt"),
+                          audio_dir=str(out / "flac"), dev_protocol=str(proto), out=str(tmp_path / "x.pt"),
+                          epochs=1, lr=1e-3, batch_size=2, weight_decay=0.0),
+              progress=False, log=lambda *a: None)  # fmt: skip
