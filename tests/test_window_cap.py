@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from test_combined_engine import wav
 from test_extension import clip, toy_spec  # noqa: F401 (fixture)
 
