@@ -3,12 +3,13 @@ end) and a store written before the engine reshape, opened by the new code."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 from service_helpers import CLIP, ROOT, FakeDetector, fake_backend, wav_bytes
 
-from core import service, store
+from core import keys, service, store
 from core.explain import EXPLAINERS
 from core.registry import MODELS
 from core.service import Engine
@@ -123,8 +124,21 @@ def test_a_store_written_before_the_reshape_shows_the_same_history(tmp_path):
         for model, method, window, values in old:
             # (written when the default was 16 segments, by method version 1)
             e = eng.find_explanation(sha, model, method, segments=16)
-            if EXPLAINERS[method].version != "1":  # SHAP and LIME changed since: stale
-                assert e is None
+            written_by = a.verdicts[model].weights_sha256
+            if EXPLAINERS[method].version != "1" or written_by != MODELS[model].sha256:
+                assert e is None  # SHAP and LIME changed since, or new weights: stale
+            if EXPLAINERS[method].version != "1":
                 continue
-            assert e is not None and e.values.tolist() == values
-        assert eng.stored_verdict(sha, "tssd1d") is not None
+            # the key of the weights that wrote it finds the old row
+            spec = dataclasses.replace(MODELS[model], sha256=written_by)
+            ek = keys.explanation_key(sha, spec, method, window=window, segments=16,
+                                      backend=eng.backend)  # fmt: skip
+            record = store.get_explanation(ek, db=eng.db_path)
+            assert record is not None and record[1]["values"].tolist() == values
+        # the verdict key of the weights that wrote it still finds the row (the shipped
+        # tssd1d has new weights since, so its current key rightly finds nothing)
+        v = a.verdicts["tssd1d"]
+        spec = dataclasses.replace(MODELS["tssd1d"], sha256=v.weights_sha256)
+        assert store.get_prediction(keys.verdict_key(sha, spec), db=eng.db_path) is not None
+        if v.weights_sha256 != MODELS["tssd1d"].sha256:
+            assert eng.stored_verdict(sha, "tssd1d") is None
