@@ -36,6 +36,8 @@ def main(names: list[str]) -> int:
     print("| model | " + " | ".join(conds) + " |")
     print("|---" * (1 + len(conds)) + "|")
     for n, d in rows.items():
+        if set(conds) - set(d["conditions"]):
+            continue  # scored clean only (CONDITIONS=clean)
         cells = []
         for cond in conds:
             s = d["conditions"][cond]
