@@ -253,7 +253,7 @@ def test_dev_degrade_selects_by_mean_of_clean_and_degraded_dev(minispoof_dir, tm
     from core.augment import parse_degradation
     from core.cli import main
     from core.robustness import condition_seed
-    from core.train import load_degraded_dev, selection_score
+    from core.dev_selection import load_degraded_dev, selection_score
 
     dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
     entries = parse_protocol(dev_p)
