@@ -60,12 +60,13 @@ def start_server(store: Path) -> tuple[subprocess.Popen, str, Path]:
     env = {**os.environ, "DEEPFAKE_DB": str(store / "analyses.db")}
     env.pop("DEEPFAKE_PASSWORD", None)
     log = store / "streamlit.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-         str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with open(log, "wb") as out:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+             str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -13,6 +13,7 @@ stays below the threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class WindowScore:
     start: float  # seconds
     end: float  # seconds (capped at the file's end; a tiled window ends there)
     p_spoof: float
-    index: int = -1  # position among all the file's windows (explanations use it)
+    index: int = -1  # position among all the file's windows; -1: its place in the verdict
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class Verdict:
     windows: list[WindowScore] = field(default_factory=list)  # the scored ones
     seconds: float = 0.0  # wall time to score
     n_windows: int = 0  # windows the file has (0: every one was scored)
+
+    def __post_init__(self):
+        # windows made without an index (rows stored before the cap, hand-made verdicts)
+        # are every window of the file, so each one's index is its position
+        if any(w.index < 0 for w in self.windows):
+            fixed = [dataclasses.replace(w, index=i) if w.index < 0 else w
+                     for i, w in enumerate(self.windows)]  # fmt: skip
+            object.__setattr__(self, "windows", fixed)
 
     @property
     def total_windows(self) -> int:

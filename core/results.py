@@ -25,8 +25,8 @@ def verdict_from_row(d: Mapping[str, Any]) -> Verdict:
     kwargs = {k: v for k, v in d.items() if k in names}
     kwargs["windows"] = [
         WindowScore(start=float(w["start"]), end=float(w["end"]), p_spoof=float(w["p_spoof"]),
-                    index=int(w.get("index", i)))  # rows from before the cap: positions
-        for i, w in enumerate(d.get("windows", []))
+                    index=int(w.get("index", -1)))  # rows from before the cap: -1 = position
+        for w in d.get("windows", [])
     ]  # fmt: skip
     params = d.get("params") or {}
     kwargs["n_windows"] = int(d.get("n_windows") or params.get("windows_total") or 0)

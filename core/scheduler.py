@@ -20,7 +20,9 @@ A thread that holds a turn may take it again (re-entrant), so an exclusive metho
 forward passes do not queue behind others.
 
 Cancellation is cooperative: ``CancelToken.cancel()``; the job raises JobCancelled at
-its next progress report or turn, and the store drops its claim (core.store.flight).
+its next progress report (after each batch; core.scheduler.cancellable wraps the
+progress callback), and the store drops its claim (core.store.flight). The dashboard's
+Cancel button uses Streamlit's own rerun, which stops the page's run the same way.
 """
 
 from __future__ import annotations

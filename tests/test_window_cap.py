@@ -84,3 +84,16 @@ def test_analyze_cli_takes_a_cap(toy_spec, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["analyze", str(path), "--max-windows", "1"])
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_windows_without_an_index_take_their_position():
+    """hand-made verdicts and rows stored before the cap: index = place in the verdict"""
+    from core.detect import Verdict, WindowScore
+    from core.results import verdict_from_row
+
+    v = Verdict("m", "w" * 64, 0.5, "spoof", 0.7, 1, [WindowScore(0.0, 4.0, 0.3), WindowScore(2.0, 6.0, 0.7)])
+    assert [w.index for w in v.windows] == [0, 1] and v.window_at(1).p_spoof == 0.7
+    old_row = {**v.to_json(), "windows": [{"start": 0.0, "end": 4.0, "p_spoof": 0.3},
+                                           {"start": 2.0, "end": 6.0, "p_spoof": 0.7}]}  # fmt: skip
+    back = verdict_from_row(old_row)
+    assert [w.index for w in back.windows] == [0, 1] and back.coverage == 1.0
