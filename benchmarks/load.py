@@ -1,20 +1,26 @@
 """Many analysts on one server: cold start, then a mixed load over loopback.
 
-    python -m benchmarks load [--sessions 8] [--duration 60] [--cold-only] [--seed 0]
+    python -m benchmarks load [--sessions 8] [--duration 60] [--client protocol|browser]
+                              [--cold-only] [--seed 0]
 
 Starts the real dashboard (`streamlit run streamlit_app.py`) on a free 127.0.0.1 port
-with a fresh store, and drives it with Debian's Chromium through Playwright, as people
-would:
+with a fresh store, and drives it as people would:
 
-1. **Cold start**: the first page load of a server that has just started; seconds until
-   the Analyze page's title shows, and until its uploader can be used.
-2. **Offline check**: every request any page makes is recorded; any host other than the
-   server is reported (the dashboard must work on a LAN without internet).
-3. **Load**: ``--sessions`` concurrent browser sessions for ``--duration`` seconds, each
-   repeating a random action: 80 % a repeat view of a stored analysis (its share link),
-   15 % a new 6-s upload, 5 % a new 2-min upload (each upload is new audio). The latency
-   of an action is from its start until every model's verdict card shows. A few
-   analyses are stored before the clock starts, so repeat views have something to open.
+1. **Cold start** (Debian's Chromium through Playwright): the first page load of a
+   server that has just started; seconds until the Analyze page's title shows, and
+   until its uploader can be used.
+2. **Offline check**: every request the browser makes is recorded; any host other than
+   the server is reported (the dashboard must work on a LAN without internet).
+3. **Load**: ``--sessions`` concurrent analysts for ``--duration`` seconds, each
+   repeating a random action: 80 % a repeat view of a stored analysis (its share link,
+   in a new tab), 15 % a new 6-s upload, 5 % a new 2-min upload (each upload is new
+   audio). The latency of an action is from its start until every model's verdict card
+   has arrived. A few analyses are stored before the clock starts. With ``--client
+   protocol`` (default) each analyst is benchmarks.stclient: Streamlit's own websocket
+   protocol and upload route, nothing rendered, so the server has the cores as it does
+   when the analysts' browsers run on their own machines; the time until the page's
+   script finished is shown too. ``--client browser`` drives one headless Chromium tab
+   per analyst instead, on the same cores as the server (rendering included).
 
 Prints p50 / p95 / max latency per kind, the count of errors, and the server's peak
 resident memory. Targets (issue 14, 2-core machine): 0 errors, repeat views p95 < 1 s
@@ -28,6 +34,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, encoded, speech_like
+from benchmarks.stclient import ProtocolError, Visit
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -141,7 +149,7 @@ async def upload(page, url: str, audio: bytes, name: str, n_models: int) -> str:
     return urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["sha"][0]
 
 
-async def user(i: int, browser, url, stored, n_models, stop_at, rng, results, recorder) -> None:
+async def browser_user(i, url, stored, n_models, stop_at, rng, results, *, browser, recorder) -> None:
     ctx = await browser.new_context()
     ctx.on("request", recorder)
     page = await ctx.new_page()
@@ -155,14 +163,48 @@ async def user(i: int, browser, url, stored, n_models, stop_at, rng, results, re
                 await page.goto(f"{url}/?sha={rng.choice(stored)}")
                 await wait_verdicts(page, n_models)
             else:
-                seed = 1000 * (i + 1) + n
-                audio = encoded(speech_like(SECONDS[kind], seed=seed))
+                audio = encoded(speech_like(SECONDS[kind], seed=1000 * (i + 1) + n))
                 stored.append(await upload(page, url, audio, f"u{i}-{n}.flac", n_models))
-            results.append((kind, time.perf_counter() - t0, None))
+            results.append((kind, time.perf_counter() - t0, None, None))
         except Exception as e:  # counted and shown: the load test goes on
-            results.append((kind, time.perf_counter() - t0, f"{type(e).__name__}: {e}"[:200]))
+            results.append((kind, time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:200]))
         n += 1
     await ctx.close()
+
+
+async def protocol_upload(url: str, audio: bytes, name: str, n_models: int) -> tuple[str, dict]:
+    """a new tab on the Analyze page, then an upload; (sha, timings)"""
+    async with Visit(url) as tab:
+        await tab.run("")
+        times = await tab.upload(name, audio, cards=n_models)
+        sha = urllib.parse.parse_qs(tab.query).get("sha", [""])[0]
+    if times["cards_s"] is None or not sha:
+        raise ProtocolError(f"no verdicts for {name} (query {tab.query!r})")
+    return sha, times
+
+
+async def protocol_user(i, url, stored, n_models, stop_at, rng, results, **_) -> None:
+    kinds, weights = zip(*MIX)
+    n = 0
+    while time.monotonic() < stop_at:
+        kind = rng.choices(kinds, weights)[0]
+        t0 = time.perf_counter()
+        try:
+            if kind == "repeat view":
+                async with Visit(url) as tab:
+                    times = await tab.run(f"sha={rng.choice(stored)}", cards=n_models)
+                if times["cards_s"] is None:
+                    raise ProtocolError("the stored analysis showed no verdicts")
+                opened = time.perf_counter() - t0 - times["finished_s"]  # the new tab
+                times = {k: v + opened for k, v in times.items()}
+            else:
+                audio = encoded(speech_like(SECONDS[kind], seed=1000 * (i + 1) + n))
+                sha, times = await protocol_upload(url, audio, f"u{i}-{n}.flac", n_models)
+                stored.append(sha)
+            results.append((kind, times["cards_s"], times["finished_s"], None))
+        except Exception as e:  # counted and shown: the load test goes on
+            results.append((kind, time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:200]))
+        n += 1
 
 
 async def run(args) -> int:
@@ -190,17 +232,21 @@ async def run(args) -> int:
                     audio = encoded(speech_like(6.0, seed=k))
                     stored.append(await upload(page, url, audio, f"seed{k}.flac", n_models))
                 await ctx.close()
-                print(f"{n_models} models; {len(stored)} analyses stored; "
-                      f"{args.sessions} sessions for {args.duration:.0f} s …")  # fmt: skip
+                if args.client == "protocol":
+                    await browser.close()
+                print(f"{n_models} models; {len(stored)} analyses stored; {args.sessions} "
+                      f"{args.client} sessions for {args.duration:.0f} s …")  # fmt: skip
                 results: list = []
                 stop_at = time.monotonic() + args.duration
                 rng = random.Random(args.seed)
+                user = protocol_user if args.client == "protocol" else browser_user
                 await asyncio.gather(*[
-                    user(i, browser, url, stored, n_models, stop_at,
-                         random.Random(rng.random()), results, recorder)
+                    user(i, url, stored, n_models, stop_at, random.Random(rng.random()),
+                         results, browser=browser, recorder=recorder)
                     for i in range(args.sessions)
                 ])  # fmt: skip
-                await browser.close()
+                if args.client == "browser":
+                    await browser.close()
         finally:
             rss = peak_rss_mb(proc.pid) if proc.poll() is None else float("nan")
             proc.terminate()
@@ -219,12 +265,17 @@ async def count_models(page) -> int:
 
 
 def report(results: list, rss: float) -> None:
-    print(f"\n{'action':<14} {'n':>4} {'errors':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
+    print("\nlatency: from the action's start until every verdict card arrived "
+          "(finished: until the page's script ended; protocol client only)")
+    print(f"{'action':<14} {'n':>4} {'errors':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} "
+          f"{'finished p95 s':>15}")  # fmt: skip
     for kind, _ in MIX:
-        ok = [t for k, t, err in results if k == kind and err is None]
-        errs = [err for k, _, err in results if k == kind and err is not None]
+        ok = [t for k, t, _, err in results if k == kind and err is None]
+        done = [f for k, _, f, err in results if k == kind and err is None and f is not None]
+        errs = [err for k, _, _, err in results if k == kind and err is not None]
         print(f"{kind:<14} {len(ok) + len(errs):>4} {len(errs):>6} {percentile(ok, 50):>7.2f} "
-              f"{percentile(ok, 95):>7.2f} {max(ok, default=float('nan')):>7.2f}")  # fmt: skip
+              f"{percentile(ok, 95):>7.2f} {max(ok, default=float('nan')):>7.2f} "
+              f"{percentile(done, 95):>15.2f}")  # fmt: skip
         for err in sorted(set(errs))[:3]:
             print(f"    error: {err}")
     print(f"server peak RSS: {rss:.0f} MiB")
@@ -243,9 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks load", description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    ap.add_argument("--client", choices=("protocol", "browser"), default="protocol",
+                    help="analysts as protocol clients (default) or Chromium tabs")
     ap.add_argument("--cold-only", action="store_true", help="cold start and offline check only")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C, so the server is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found: apt-get install -y chromium", file=sys.stderr)
         return 2

@@ -28,6 +28,11 @@ from .scheduler import compute_lock
 
 THRESHOLD = 0.5  # on P(spoof); not calibrated for any particular operating point
 BATCH_SIZE = 8  # windows per forward pass; AASIST's activations bound it on CPU
+# One turn on the shared network (core.scheduler) is at most this long: as many windows
+# as the model's measured time per window allows, between 1 and BATCH_SIZE. On 2 CPU
+# cores an AASIST window takes ~0.25 s alone and ~0.27 s in a batch of 8, so batching
+# buys little there while 8-window turns would keep short jobs waiting ~2 s each.
+TURN_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Detector:
         self.device = device or next(net.parameters()).device
         # turns on the shared network, taken per batch (core.scheduler)
         self.lock = compute_lock(spec.key, self.device)
+        self.seconds_per_window: float | None = None  # measured (moving average)
 
     @classmethod
     def load(cls, key: str, **kwargs) -> "Detector":
@@ -117,20 +123,52 @@ class Detector:
         """
         return self.spec.front_end.transform(windows)
 
-    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, inputs: torch.Tensor, *, remaining: int | None = None, work_after: float = 0.0
+    ) -> torch.Tensor:
         """
-        network inputs (front end applied) -> logits (n, 2), batched, on CPU; each batch
-        is one turn on the model's lock, so other jobs interleave (core.scheduler)
+        network inputs (front end applied) -> logits (n, 2), on CPU. Each slice of
+        turn_size() inputs is one turn on the model's lock, so other jobs interleave
+        (core.scheduler). The priority of those turns is the caller's job's remaining
+        work: ``remaining`` windows on this model, these included (default: these), times
+        the measured seconds per window, plus ``work_after`` seconds on other models.
         """
         outs = []
+        left = len(inputs) if remaining is None else max(int(remaining), len(inputs))
         with torch.inference_mode():
-            for i in range(0, len(inputs), BATCH_SIZE):
-                with self.lock.turn():
-                    outs.append(self.net(inputs[i : i + BATCH_SIZE].to(self.device)).float().cpu())
+            i = 0
+            while i < len(inputs):
+                part = inputs[i : i + self.turn_size(left)]
+                work = left * (self.seconds_per_window or 0.0) + work_after
+                with self.lock.turn(work=work):
+                    t0 = time.perf_counter()
+                    outs.append(self.net(part.to(self.device)).float().cpu())
+                    self._measured(time.perf_counter() - t0, len(part))
+                i, left = i + len(part), left - len(part)
         return torch.cat(outs)
 
-    def p_spoof(self, windows: np.ndarray) -> np.ndarray:
-        logits = self.logits(self.frontend(windows))
+    def turn_size(self, left: int | None = None) -> int:
+        """
+        windows per turn: about TURN_SECONDS of work, 1 to BATCH_SIZE; a job with at
+        most two turns' worth of windows ``left`` does them in one (fewer waits)
+        """
+        per = self.seconds_per_window
+        if not per:
+            return 1  # not measured yet: one window, then the measurement decides
+        n = int(min(BATCH_SIZE, max(1, TURN_SECONDS // per)))
+        if left is not None and left * per <= 2 * TURN_SECONDS:
+            n = max(n, min(left, BATCH_SIZE))
+        return n
+
+    def _measured(self, seconds: float, n: int) -> None:
+        per = seconds / max(1, n)
+        old = self.seconds_per_window
+        self.seconds_per_window = per if old is None else 0.8 * old + 0.2 * per
+
+    def p_spoof(
+        self, windows: np.ndarray, *, remaining: int | None = None, work_after: float = 0.0
+    ) -> np.ndarray:
+        logits = self.logits(self.frontend(windows), remaining=remaining, work_after=work_after)
         return p_spoof_from_logits(logits, self.spec.spoof_index).numpy()
 
     def windows(self, samples: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -142,13 +180,15 @@ class Detector:
         *,
         progress: Callable[[int, int], None] | None = None,
         max_windows: int | None = None,
+        work_after: float = 0.0,
     ) -> Verdict:
         """
         Score the file's windows: every one, or with ``max_windows`` at most that many,
         evenly spread from the first to the last (select_windows). Windows are cut,
         transformed and scored BATCH_SIZE at a time, so memory beyond the decoded audio
         does not grow with the file's length; ``progress(done, total)`` is called after
-        each batch.
+        each batch. ``work_after``: seconds of work the caller's job has after this
+        (other models), for the priority of its turns (core.scheduler).
         """
         t0 = time.perf_counter()
         samples = audio.samples if isinstance(audio, Audio) else audio
@@ -157,13 +197,23 @@ class Detector:
         p = np.empty(len(chosen))
         for i in range(0, len(chosen), BATCH_SIZE):
             part = [starts[j] for j in chosen[i : i + BATCH_SIZE]]
-            p[i : i + len(part)] = self.p_spoof(cut_windows(samples, part, self.spec.input_length))
+            windows = cut_windows(samples, part, self.spec.input_length)
+            p[i : i + len(part)] = self.p_spoof(
+                windows, remaining=len(chosen) - i, work_after=work_after
+            )
             if progress is not None:
                 progress(i + len(part), len(chosen))
         return verdict_from_windows(
             self.spec, p, [starts[j] for j in chosen], len(samples),
             seconds=time.perf_counter() - t0, indices=chosen, n_windows=len(starts),
         )  # fmt: skip
+
+
+def expected_seconds(detector, n_samples: int, max_windows: int | None = None) -> float:
+    """the compute a file of n_samples needs on this detector, by its measured pace (0 unmeasured)"""
+    per = getattr(detector, "seconds_per_window", None) or 0.0
+    n = n_windows(detector.spec, n_samples)
+    return per * (n if max_windows is None else min(n, max_windows))
 
 
 def n_windows(spec: ModelSpec, n_samples: int) -> int:

@@ -6,12 +6,20 @@ turn is one batch of windows when scoring (core.detect.BATCH_SIZE windows), one 
 coalitions for SHAP, LIME and the deletion curves, or a whole method run for the methods
 that hook the network's modules (Grad-CAM, GradientSHAP: ``Explainer.exclusive``).
 
-Turns are granted first come, first served (a FIFO ticket lock), and a job queues again
-behind everyone else after each turn. So jobs **interleave round-robin batch by batch**:
-a 6-s upload waits for at most one batch of each job already running, never for a whole
-10-minute file. This was chosen over shortest-job-first because it needs no estimate of
-a job's length and cannot starve a long job; a short job still finishes early because it
-needs few turns.
+Turns are granted by **earliest virtual deadline**: a job asking for a turn says how much
+compute it still needs (``work``, seconds: core.detect estimates it from the windows it
+has left on this model and every model after it, at each model's measured time per
+window), and its deadline is the time it asked plus STRETCH times that work. The waiter
+with the earliest deadline goes next, and a job queues again after each turn. So a 6-s
+upload (under a second of work) goes ahead of a 2-minute file's next turn, while a long
+job cannot starve: its deadline does not move while it waits, and it goes first once
+every newer waiter's deadline is later. With no work given (an explanation's hook run,
+the tests) the order is first come, first served. Turns are short (core.detect:
+TURN_SECONDS of windows, 1 to BATCH_SIZE), so a short job waits for at most one turn of
+a long one before each of its own. This replaced plain round-robin turns on 2026-12-07:
+with one 8-window AASIST batch taking ~2 s on 2 CPU cores, a 6-s upload waited a whole
+batch of every running job once per model (`python -m benchmarks load`: new uploads p95
+19 s with several 2-min uploads in flight; 6 s with these turns).
 
 On a CPU one lock is shared by every model (torch already uses every core for one
 forward pass, so two at once only slow each other); on a GPU each model has its own
@@ -27,13 +35,16 @@ Cancel button uses Streamlit's own rerun, which stops the page's run the same wa
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import threading
+import time
 from typing import Callable, Iterator
 
 LOCKS_ENV = "DEEPFAKE_COMPUTE_LOCKS"
+# A waiter's turn is due STRETCH times its remaining work after it asked: newer, shorter
+# jobs may pass a long one until then (see the module's docstring).
+STRETCH = 4.0
 
 
 class JobCancelled(Exception):
@@ -60,14 +71,16 @@ class CancelToken:
 
 class FairLock:
     """
-    A re-entrant lock granted in arrival order (FIFO tickets). ``waiting`` says how many
-    threads queue for it, for "n jobs ahead of you" messages.
+    A re-entrant lock granted in order of (arrival + work, arrival order): earliest
+    virtual deadline first, first come first served among equal work. ``waiting`` says
+    how many threads queue for it, for "n jobs ahead of you" messages.
     """
 
-    def __init__(self, name: str = "") -> None:
+    def __init__(self, name: str = "", clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
+        self._clock = clock
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[int] = collections.deque()
+        self._queue: list[tuple[float, int]] = []  # (deadline, ticket) of each waiter
         self._owner: int | None = None
         self._depth = 0
         self._next_ticket = 0
@@ -82,19 +95,22 @@ class FairLock:
         with self._cond:
             return self._owner is not None
 
-    def acquire(self, *, on_wait: Callable[[int], None] | None = None) -> None:
-        """take the lock; ``on_wait(jobs ahead)`` is called once if it must queue"""
+    def acquire(self, *, on_wait: Callable[[int], None] | None = None, work: float = 0.0) -> None:
+        """
+        take the lock; ``work``: seconds of compute the caller still needs (its
+        priority); ``on_wait(jobs ahead)`` is called once if it must queue
+        """
         me = threading.get_ident()
         with self._cond:
             if self._owner == me:
                 self._depth += 1
                 return
-            ticket = self._next_ticket
+            ticket = (self._clock() + STRETCH * max(0.0, float(work)), self._next_ticket)
             self._next_ticket += 1
             self._queue.append(ticket)
             try:
                 if on_wait is not None and not self._free_for(ticket):
-                    ahead = self._queue.index(ticket) + (self._owner is not None)
+                    ahead = sum(t < ticket for t in self._queue) + (self._owner is not None)
                     self._cond.release()  # never call out while holding the condition
                     try:
                         on_wait(ahead)
@@ -106,11 +122,11 @@ class FairLock:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
                 raise
-            self._queue.popleft()
+            self._queue.remove(ticket)
             self._owner, self._depth = me, 1
 
-    def _free_for(self, ticket: int) -> bool:
-        return self._owner is None and self._queue[0] == ticket
+    def _free_for(self, ticket: tuple[float, int]) -> bool:
+        return self._owner is None and min(self._queue) == ticket
 
     def release(self) -> None:
         with self._cond:
@@ -122,8 +138,8 @@ class FairLock:
                 self._cond.notify_all()
 
     @contextlib.contextmanager
-    def turn(self, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
-        self.acquire(on_wait=on_wait)
+    def turn(self, on_wait: Callable[[int], None] | None = None, work: float = 0.0) -> Iterator[None]:
+        self.acquire(on_wait=on_wait, work=work)
         try:
             yield
         finally:

@@ -18,6 +18,7 @@ core.scheduler.CancelToken) stops a computation at its next batch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from . import keys, store
 from .assessment import assess_analysis, load_calibration
 from .audio import Audio, AudioError, load_audio
 from .combined import BANDS, combine
-from .detect import Detector, Verdict, n_windows
+from .detect import Detector, Verdict, expected_seconds, n_windows
 from .quality import InputQuality, assess
 from .registry import MODELS, WeightsError, available_models
 from .explaining import DEFAULT_SEGMENTS, Explaining  # noqa: F401 (callers import it here)
@@ -194,11 +195,14 @@ class Engine(Explaining):
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
         max_windows: int | None = None,
+        work_after: float | Callable[[], float] = 0.0,
     ) -> tuple[Verdict, bool]:
         """
         (verdict, cached) for one model: the store's when there, else scored once.
         ``max_windows``: score at most that many windows, evenly spread (long files in
         the dashboard); a stored verdict of every window is still preferred.
+        ``work_after``: seconds of compute the job has after this model (its priority),
+        or a function giving them, called only when the verdict must be computed.
         """
         spec = self.spec(key)
         progress = cancellable(progress, cancel)
@@ -208,7 +212,9 @@ class Engine(Explaining):
         def compute() -> dict:
             self.queued(key, progress)
             per_window = window_progress(key, progress)
-            return self.detector(key).score(audio, progress=per_window, **capped).to_json()
+            after = work_after() if callable(work_after) else work_after
+            kw = dict(capped, work_after=after) if after else capped
+            return self.detector(key).score(audio, progress=per_window, **kw).to_json()
 
         if self.db_path is None:
             return verdict_from_row(compute()), False
@@ -223,6 +229,10 @@ class Engine(Explaining):
             on_wait=(lambda msg: progress(0.0, f"{key}: {msg}")) if progress else None,
         )
         return verdict_from_row(row), cached
+
+    def _expected_seconds(self, keys: list[str], audio: Audio, max_windows: int | None) -> float:
+        n = len(audio.samples)
+        return sum(expected_seconds(self.detector(k), n, max_windows) for k in keys)
 
     def analyze(
         self,
@@ -272,9 +282,11 @@ class Engine(Explaining):
             report(at, f"scoring with {key}")
             t0 = time.perf_counter()
             share = 0.95 / len(chosen)
+            # the models still to come count in this job's priority (core.scheduler)
+            after = functools.partial(self._expected_seconds, chosen[i + 1 :], audio, max_windows)
             verdicts[key], cached[key] = self.verdict(
                 audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg),
-                max_windows=max_windows,
+                max_windows=max_windows, work_after=after,
             )
             seconds[key] = time.perf_counter() - t0
         signal = self._signal_quality(audio.sha256, row, audio)

@@ -51,6 +51,7 @@ def test_a_stored_view_is_served_while_a_long_analysis_holds_the_model(tmp_path)
 
 # ---------------------------------------------------------------- fair turns (core.scheduler)
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from test_extension import clip, toy_spec  # noqa: E402,F401 (fixture)
@@ -85,6 +86,54 @@ def test_fair_lock_grants_turns_in_arrival_order_and_is_reentrant():
     assert order == ["B", "C", "D"] and not lock.busy
     with pytest.raises(RuntimeError, match="does not hold"):
         lock.release()
+
+
+def test_less_remaining_work_goes_first_but_a_long_waiter_is_not_passed_forever():
+    import core.scheduler as sched
+
+    clock = [100.0]
+    lock = FairLock("t", clock=lambda: clock[0])
+    order = []
+
+    def job(name, work):
+        lock.acquire(work=work)
+        order.append(name)
+        lock.release()
+
+    def queue(name, work, at, waiting):
+        clock[0] = at
+        th = threading.Thread(target=job, args=(name, work))
+        th.start()
+        wait_until(lambda: lock.waiting == waiting)
+        return th
+
+    lock.acquire()
+    # long (10 s of work left) asks first and short (0.5 s) after it: short goes first.
+    # "later" asks when long's turn is overdue (asked + STRETCH x work has passed): long
+    # goes before it although later has less work
+    assert 100.0 + sched.STRETCH * 10.0 < 160.0 + sched.STRETCH * 0.5
+    threads = [queue("long", 10.0, 100.0, 1), queue("short", 0.5, 101.0, 2),
+               queue("later", 0.5, 160.0, 3)]  # fmt: skip
+    lock.release()
+    for th in threads:
+        th.join(5)
+    assert order == ["short", "long", "later"]
+
+
+def test_a_detector_measures_its_pace_and_keeps_turns_short(toy_spec):
+    from core.detect import BATCH_SIZE, TURN_SECONDS
+
+    det = Detector.load("toy-model", device="cpu")
+    assert det.seconds_per_window is None and det.turn_size() == 1  # unmeasured: one window
+    det.p_spoof(np.zeros((3, toy_spec.input_length), dtype=np.float32))
+    assert det.seconds_per_window > 0
+    det.seconds_per_window = TURN_SECONDS / 2.5  # a slow model: two windows per turn
+    assert det.turn_size() == 2
+    assert det.turn_size(left=6) == 2  # more than two turns' worth left
+    det.seconds_per_window = TURN_SECONDS / 4.0
+    assert det.turn_size(left=7) == 7  # at most two turns' worth: one turn
+    det.seconds_per_window = 1e-6  # a fast model: a full batch
+    assert det.turn_size() == BATCH_SIZE
 
 
 def test_a_waiter_that_is_interrupted_leaves_the_queue():
