@@ -53,10 +53,13 @@ dev_score $OUT/tssd2d-ft-s0.pt; unseen_score $OUT/tssd2d-ft-s0.pt
 # from scratch, a second seed family for the cheap model
 run tssd1d-s1 tssd1d 1 10 --crop 64000
 dev_score $OUT/tssd1d-s1.pt; unseen_score $OUT/tssd1d-s1.pt
-# Next (not run yet: ~10 min per epoch on 2 CPU cores, did not fit the 2026-12-07 session):
-# AASIST-L fine-tuned from the published checkpoint, compared with the shipped AASIST.
+# Second round (WITH_AASIST=1; ~1 hour on 2 CPU cores): AASIST-L fine-tuned from the
+# published checkpoint with augmentation, compared with the shipped AASIST; then a second
+# seed for tssd2d: the shipped (already fine-tuned) tssd2d fine-tuned again, seed 1.
 if [ -n "${WITH_AASIST:-}" ]; then
   dev_score aasist; unseen_score aasist
   run aasist-l-ft-s0 aasist-l 0 2 --init ../shared/weights/aasist-official/AASIST-L.pth --crop 32000
   dev_score $OUT/aasist-l-ft-s0.pt; unseen_score $OUT/aasist-l-ft-s0.pt
+  run tssd2d-ft2-s1 tssd2d 1 6 --init weights/tssd2d.pt --lr 3e-4 --crop 51200
+  dev_score $OUT/tssd2d-ft2-s1.pt; unseen_score $OUT/tssd2d-ft2-s1.pt
 fi
