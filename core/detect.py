@@ -33,6 +33,9 @@ BATCH_SIZE = 8  # windows per forward pass; AASIST's activations bound it on CPU
 # cores an AASIST window takes ~0.25 s alone and ~0.27 s in a batch of 8, so batching
 # buys little there while 8-window turns would keep short jobs waiting ~2 s each.
 TURN_SECONDS = 0.3
+# A job with at most this much work left on a model does it in one turn (up to
+# BATCH_SIZE windows): a 6-s upload's two AASIST windows then wait for one turn, not two.
+SHORT_WORK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -150,13 +153,13 @@ class Detector:
     def turn_size(self, left: int | None = None) -> int:
         """
         windows per turn: about TURN_SECONDS of work, 1 to BATCH_SIZE; a job with at
-        most two turns' worth of windows ``left`` does them in one (fewer waits)
+        most SHORT_WORK_SECONDS of windows ``left`` does them in one (fewer waits)
         """
         per = self.seconds_per_window
         if not per:
             return 1  # not measured yet: one window, then the measurement decides
         n = int(min(BATCH_SIZE, max(1, TURN_SECONDS // per)))
-        if left is not None and left * per <= 2 * TURN_SECONDS:
+        if left is not None and left * per <= SHORT_WORK_SECONDS:
             n = max(n, min(left, BATCH_SIZE))
         return n
 

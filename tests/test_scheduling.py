@@ -121,7 +121,7 @@ def test_less_remaining_work_goes_first_but_a_long_waiter_is_not_passed_forever(
 
 
 def test_a_detector_measures_its_pace_and_keeps_turns_short(toy_spec):
-    from core.detect import BATCH_SIZE, TURN_SECONDS
+    from core.detect import BATCH_SIZE, SHORT_WORK_SECONDS, TURN_SECONDS
 
     det = Detector.load("toy-model", device="cpu")
     assert det.seconds_per_window is None and det.turn_size() == 1  # unmeasured: one window
@@ -129,9 +129,10 @@ def test_a_detector_measures_its_pace_and_keeps_turns_short(toy_spec):
     assert det.seconds_per_window > 0
     det.seconds_per_window = TURN_SECONDS / 2.5  # a slow model: two windows per turn
     assert det.turn_size() == 2
-    assert det.turn_size(left=6) == 2  # more than two turns' worth left
-    det.seconds_per_window = TURN_SECONDS / 4.0
-    assert det.turn_size(left=7) == 7  # at most two turns' worth: one turn
+    over = int(SHORT_WORK_SECONDS / det.seconds_per_window) + 1
+    assert det.turn_size(left=over) == 2  # more than a short job's work left
+    det.seconds_per_window = SHORT_WORK_SECONDS / 7
+    assert det.turn_size() == 2 and det.turn_size(left=6) == 6  # a short job: one turn
     det.seconds_per_window = 1e-6  # a fast model: a full batch
     assert det.turn_size() == BATCH_SIZE
 
