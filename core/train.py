@@ -232,6 +232,11 @@ def checkpoint_path(out: Path) -> Path:
     return out.parent / RUNS_DIR_NAME / f"{out.stem}.last.pt"
 
 
+def epoch_path(out: Path, epoch: int) -> Path:
+    """the state dict a run had after ``epoch`` (runs/NAME.epochNN.pt)"""
+    return out.parent / RUNS_DIR_NAME / f"{out.stem}.epoch{epoch:02d}.pt"
+
+
 def sidecar_path(out: Path) -> Path:
     return out.with_suffix(".json")
 
@@ -375,6 +380,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
             tmp,
         )
         tmp.replace(ckpt_path)
+        # every epoch's weights too, for curves measured afterwards (never for choosing)
+        torch.save(net.state_dict(), epoch_path(out, epoch + 1))
     if sidecar is None:  # nothing left to train (resumed a finished run)
         sidecar = json.loads(sidecar_path(out).read_text())
     return sidecar

@@ -106,7 +106,7 @@ def test_train_writes_best_state_dict_and_sidecar(minispoof_dir, tmp_path, capsy
     from core.cli import main
     from core.evaluate import spec_from_sidecar
     from core.registry import file_sha256, load_model
-    from core.train import build_net, checkpoint_path
+    from core.train import build_net, checkpoint_path, epoch_path
 
     train_p = _subset(minispoof_dir, tmp_path, 3, "train", "train.txt")
     dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
@@ -136,6 +136,9 @@ def test_train_writes_best_state_dict_and_sidecar(minispoof_dir, tmp_path, capsy
     x = torch.randn(2, 96_000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(trained.eval()(x), loaded(x))
+    # each epoch's weights are kept for curves; the only epoch is the best one
+    per_epoch = torch.load(epoch_path(out, 1), map_location="cpu", weights_only=True)
+    assert all(torch.equal(per_epoch[k], state[k]) for k in state)
 
 
 def test_resume_continues_from_the_checkpoint(minispoof_dir, tmp_path):
