@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from core.data import ProtocolError, check_audio, count_labels, crop_or_tile, parse_protocol
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_parse_protocol_2019_la(tmp_path):
@@ -139,6 +142,16 @@ def test_train_writes_best_state_dict_and_sidecar(minispoof_dir, tmp_path, capsy
     # each epoch's weights are kept for curves; the only epoch is the best one
     per_epoch = torch.load(epoch_path(out, 1), map_location="cpu", weights_only=True)
     assert all(torch.equal(per_epoch[k], state[k]) for k in state)
+    # scripts/epoch_curves.py scores them: one row per epoch with the dev EER the run
+    # logged and the EERs of the given (here: the dev) protocol
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("epoch_curves", ROOT / "scripts" / "epoch_curves.py")
+    curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curves)
+    (row,) = curves.curves(out, dev_p, minispoof_dir / "flac")
+    assert row["epoch"] == 1 and row["best"] and row["dev_eer"] == 100 * side["dev_eer"]
+    assert 0.0 <= row["eval_eer"] <= 100.0 and row["eval_known"] is not None
 
 
 def test_resume_continues_from_the_checkpoint(minispoof_dir, tmp_path):
