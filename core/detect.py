@@ -212,11 +212,14 @@ class Detector:
         )  # fmt: skip
 
 
-def expected_seconds(detector, n_samples: int, max_windows: int | None = None) -> float:
-    """the compute a file of n_samples needs on this detector, by its measured pace (0 unmeasured)"""
-    per = getattr(detector, "seconds_per_window", None) or 0.0
-    n = n_windows(detector.spec, n_samples)
-    return per * (n if max_windows is None else min(n, max_windows))
+def expected_seconds(detectors, n_samples: int, max_windows: int | None = None) -> float:
+    """the compute a file of n_samples needs on these detectors, at their measured pace"""
+    total = 0.0
+    for det in detectors:
+        per = getattr(det, "seconds_per_window", None) or 0.0  # 0 until measured
+        n = n_windows(det.spec, n_samples)
+        total += per * (n if max_windows is None else min(n, max_windows))
+    return total
 
 
 def n_windows(spec: ModelSpec, n_samples: int) -> int:

@@ -18,7 +18,6 @@ core.scheduler.CancelToken) stops a computation at its next batch.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import time
 from pathlib import Path
@@ -230,10 +229,6 @@ class Engine(Explaining):
         )
         return verdict_from_row(row), cached
 
-    def _expected_seconds(self, keys: list[str], audio: Audio, max_windows: int | None) -> float:
-        n = len(audio.samples)
-        return sum(expected_seconds(self.detector(k), n, max_windows) for k in keys)
-
     def analyze(
         self,
         data: bytes,
@@ -283,7 +278,9 @@ class Engine(Explaining):
             t0 = time.perf_counter()
             share = 0.95 / len(chosen)
             # the models still to come count in this job's priority (core.scheduler)
-            after = functools.partial(self._expected_seconds, chosen[i + 1 :], audio, max_windows)
+            def after(rest=chosen[i + 1 :]) -> float:
+                return expected_seconds(map(self.detector, rest), len(audio.samples), max_windows)
+
             verdicts[key], cached[key] = self.verdict(
                 audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg),
                 max_windows=max_windows, work_after=after,
