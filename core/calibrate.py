@@ -30,7 +30,9 @@ from .calibration import (
     cllr,
     ece,
     eer,
+    cllr_from_llr,
     fit_calibration_file,
+    fit_fusion,
     log_odds,
     min_cllr,
     reliability,
@@ -142,6 +144,55 @@ def fit(
         log(f"{cond}: dev EER {100 * eer(full.apply(deg), one):.1f} %, widen {code} by {by:.2f}")
         widen[code] = max(widen.get(code, 0.0), by)
     return CalibrationFile(cal.models, cal.fusion, cal.fitted_on, cal.version, widen)
+
+
+def attack_folds(entries: list[ProtocolEntry], *, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """
+    One fold per attack system: its spoofed files, plus an equal share of the bona fide
+    speakers (dealt at random, seeded; a speaker's files stay together).
+    Returns (fold index per entry, the attacks in fold order).
+    """
+    one = as_labels([e.key for e in entries])
+    attacks = sorted({e.system for e, y in zip(entries, one) if y == 1})
+    if len(attacks) < 2:
+        raise ValueError("leaving one attack out needs at least two attack systems")
+    speakers = sorted({e.speaker for e, y in zip(entries, one) if y == 0})
+    order = np.random.default_rng(seed).permutation(len(speakers))
+    fold_of = {speakers[j]: i % len(attacks) for i, j in enumerate(order)}
+    folds = [attacks.index(e.system) if y == 1 else fold_of[e.speaker] for e, y in zip(entries, one)]
+    return np.array(folds), attacks
+
+
+def held_out_llr(
+    scores: Mapping[str, np.ndarray], entries: list[ProtocolEntry], *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Fused log-odds of every file from a fusion fitted without its fold (attack_folds):
+    how the combination does on an attack it has not seen. ``scores[m]`` holds P(spoof)
+    of the entries repeated whole per pooled condition (len = k * len(entries)).
+    Returns (llr, labels), both of that length.
+    """
+    fold1, attacks = attack_folds(entries, seed=seed)
+    models = tuple(sorted(scores))
+    copies = len(scores[models[0]]) // len(entries)
+    y = np.tile(as_labels([e.key for e in entries]), copies)
+    fold = np.tile(fold1, copies)
+    llr = np.zeros(len(y))
+    for f in range(len(attacks)):
+        out = fold == f
+        fused = fit_fusion({m: scores[m][~out] for m in models}, y[~out]).select(models)
+        llr[out] = fused.llr({m: scores[m][out] for m in models})
+    return llr, y
+
+
+def held_out_attacks(
+    scores: Mapping[str, np.ndarray], entries: list[ProtocolEntry], *, seed: int = 0
+) -> dict:
+    """held_out_llr's pooled EER, Cllr and ECE (10 bins, balanced), with the attacks"""
+    llr, y = held_out_llr(scores, entries, seed=seed)
+    p = 1.0 / (1.0 + np.exp(-llr))
+    return {"attacks": attack_folds(entries, seed=seed)[1], "eer": float(eer(llr, y)),
+            "cllr": float(cllr_from_llr(llr, y)), "ece": float(ece(p, y, 10))}  # fmt: skip
 
 
 def _band_stats(p: np.ndarray, y: np.ndarray, bands: Bands) -> dict:

@@ -181,3 +181,36 @@ def test_pooled_fit_is_the_fit_on_clean_and_degraded_dev_concatenated(monkeypatc
     # clean only (the default) is a different fit
     clean = calibrate.fit(det, entries, ".", degrade=(), log=lambda *a: None)
     assert not np.allclose(clean.fusion.subsets[("a",)].weights, cal.fusion.subsets[("a",)].weights)
+
+
+def test_each_attack_is_scored_by_a_fusion_fitted_without_it():
+    from core.calibrate import attack_folds, held_out_attacks, held_out_llr
+    from core.calibration import as_labels, cllr_from_llr
+    from core.data import ProtocolEntry
+
+    rng = np.random.default_rng(3)
+    entries, shift = [], {"A1": 3.0, "A2": 2.5, "A3": 0.0}  # A3 looks bona fide
+    for s in range(6):
+        entries += [ProtocolEntry(f"b{s}", f"B{s}{i}", "-", "bonafide", 0) for i in range(4)]
+    for a in shift:
+        entries += [ProtocolEntry("tts", f"{a}{i}", a, "spoof", 0) for i in range(8)]
+    lo = np.array([shift.get(e.system, 0.0) for e in entries])
+    scores = {m: np.tile(expit(lo + rng.normal(0, 1, lo.size)), 2) for m in ("m1", "m2")}  # 2 conditions
+
+    fold, attacks = attack_folds(entries, seed=0)
+    assert attacks == ["A1", "A2", "A3"]
+    for f, a in enumerate(attacks):  # each fold: its attack and two whole bona fide speakers
+        members = [e for e, k in zip(entries, fold) if k == f]
+        assert {e.system for e in members if e.key == "spoof"} == {a}
+        assert len({e.speaker for e in members if e.key == "bonafide"}) == 2
+    llr, y = held_out_llr(scores, entries, seed=0)
+    y1 = as_labels([e.key for e in entries])
+    for f in range(3):
+        out = np.tile(fold == f, 2)
+        fused = fit_fusion({m: s[~out] for m, s in scores.items()}, np.tile(y1, 2)[~out])
+        assert np.allclose(llr[out], fused.select(("m1", "m2")).llr({m: s[out] for m, s in scores.items()}))
+    # fitted with A3 in, the fusion is better on the fitting data than any fold on its own
+    full = fit_fusion(scores, y).select(("m1", "m2"))
+    held = held_out_attacks(scores, entries, seed=0)
+    assert held["cllr"] == pytest.approx(cllr_from_llr(llr, y))
+    assert held["cllr"] > cllr_from_llr(full.llr(scores), y)

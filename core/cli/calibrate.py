@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..assessment import METRICS_NAME, calibration_path
 from ..audio import AudioError
-from ..calibrate import DEFAULT_DEGRADE, cached_scores, fit, measure
+from ..calibrate import DEFAULT_DEGRADE, cached_scores, fit, held_out_attacks, measure
 from ..calibration import as_labels
 from ..data import parse_protocol
 from ..registry import WeightsError, available_models
@@ -50,6 +52,13 @@ def cmd_calibrate(args) -> int:
         full = cal.fusion.select(tuple(detectors))
         print(f"bands on dev: likely bona fide below {full.bands.lo:.3f}, likely spoof "
               f"above {full.bands.hi:.3f}; widen {json.dumps(cal.widen)}")  # fmt: skip
+        held = None
+        if len({e.system for e in entries if e.key == "spoof"}) >= 2:
+            dev = {k: np.concatenate([cached_scores(d, entries, args.audio_dir, c, progress=False)
+                                      for c in pool]) for k, d in detectors.items()}  # fmt: skip
+            held = held_out_attacks(dev, entries)
+            print(f"dev, each attack held out of the fit in turn ({len(held['attacks'])} folds): "
+                  f"EER {100 * held['eer']:.1f} %  Cllr {held['cllr']:.3f}  ECE {held['ece']:.3f}")  # fmt: skip
         if args.eval_protocol:
             ev = parse_protocol(args.eval_protocol)
             ev_dir = args.eval_audio_dir or args.audio_dir
@@ -57,6 +66,8 @@ def cmd_calibrate(args) -> int:
                       for k, d in detectors.items()}  # fmt: skip
             result = measure(cal, scores, as_labels([e.key for e in ev]))
             result["protocol"] = str(args.eval_protocol)
+            if held is not None:
+                result["dev_held_out_attacks"] = held
             path = out.with_name(METRICS_NAME)
             path.write_text(json.dumps(result, indent=2) + "\n")
             for name, m in [*result["models"].items(), ("combined", result.get("combined"))]:
