@@ -149,26 +149,40 @@ async def upload(page, url: str, audio: bytes, name: str, n_models: int) -> str:
     return urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["sha"][0]
 
 
-async def browser_user(i, url, stored, n_models, stop_at, rng, results, *, browser, recorder) -> None:
-    ctx = await browser.new_context()
-    ctx.on("request", recorder)
-    page = await ctx.new_page()
+async def analyst(stop_at: float, rng: random.Random, results: list, act) -> None:
+    """
+    One analyst acting back to back until stop_at: each action's kind is drawn from MIX
+    and ``await act(kind, n)`` returns (latency, finished or None); errors are counted.
+    """
     kinds, weights = zip(*MIX)
     n = 0
     while time.monotonic() < stop_at:
         kind = rng.choices(kinds, weights)[0]
         t0 = time.perf_counter()
         try:
-            if kind == "repeat view":
-                await page.goto(f"{url}/?sha={rng.choice(stored)}")
-                await wait_verdicts(page, n_models)
-            else:
-                audio = encoded(speech_like(SECONDS[kind], seed=1000 * (i + 1) + n))
-                stored.append(await upload(page, url, audio, f"u{i}-{n}.flac", n_models))
-            results.append((kind, time.perf_counter() - t0, None, None))
+            latency, finished = await act(kind, n)
+            results.append((kind, latency, finished, None))
         except Exception as e:  # counted and shown: the load test goes on
             results.append((kind, time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:200]))
         n += 1
+
+
+async def browser_user(i, url, stored, n_models, stop_at, rng, results, *, browser, recorder) -> None:
+    ctx = await browser.new_context()
+    ctx.on("request", recorder)
+    page = await ctx.new_page()
+
+    async def act(kind: str, n: int) -> tuple[float, None]:
+        t0 = time.perf_counter()
+        if kind == "repeat view":
+            await page.goto(f"{url}/?sha={rng.choice(stored)}")
+            await wait_verdicts(page, n_models)
+        else:
+            audio = encoded(speech_like(SECONDS[kind], seed=1000 * (i + 1) + n))
+            stored.append(await upload(page, url, audio, f"u{i}-{n}.flac", n_models))
+        return time.perf_counter() - t0, None
+
+    await analyst(stop_at, rng, results, act)
     await ctx.close()
 
 
@@ -184,27 +198,21 @@ async def protocol_upload(url: str, audio: bytes, name: str, n_models: int) -> t
 
 
 async def protocol_user(i, url, stored, n_models, stop_at, rng, results, **_) -> None:
-    kinds, weights = zip(*MIX)
-    n = 0
-    while time.monotonic() < stop_at:
-        kind = rng.choices(kinds, weights)[0]
-        t0 = time.perf_counter()
-        try:
-            if kind == "repeat view":
-                async with Visit(url) as tab:
-                    times = await tab.run(f"sha={rng.choice(stored)}", cards=n_models)
-                if times["cards_s"] is None:
-                    raise ProtocolError("the stored analysis showed no verdicts")
-                opened = time.perf_counter() - t0 - times["finished_s"]  # the new tab
-                times = {k: v + opened for k, v in times.items()}
-            else:
-                audio = encoded(speech_like(SECONDS[kind], seed=1000 * (i + 1) + n))
-                sha, times = await protocol_upload(url, audio, f"u{i}-{n}.flac", n_models)
-                stored.append(sha)
-            results.append((kind, times["cards_s"], times["finished_s"], None))
-        except Exception as e:  # counted and shown: the load test goes on
-            results.append((kind, time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:200]))
-        n += 1
+    async def act(kind: str, n: int) -> tuple[float, float]:
+        if kind == "repeat view":
+            t0 = time.perf_counter()
+            async with Visit(url) as tab:
+                times = await tab.run(f"sha={rng.choice(stored)}", cards=n_models)
+            if times["cards_s"] is None:
+                raise ProtocolError("the stored analysis showed no verdicts")
+            opened = time.perf_counter() - t0 - times["finished_s"]  # the new tab
+            return times["cards_s"] + opened, times["finished_s"] + opened
+        audio = encoded(speech_like(SECONDS[kind], seed=1000 * (i + 1) + n))
+        sha, times = await protocol_upload(url, audio, f"u{i}-{n}.flac", n_models)
+        stored.append(sha)
+        return times["cards_s"], times["finished_s"]
+
+    await analyst(stop_at, rng, results, act)
 
 
 async def run(args) -> int:
