@@ -44,6 +44,7 @@ unseen_score() {  # model -> $SEL/NAME.unseen.json
     --audio-dir $SEL/unseen/flac --json --no-progress --threads ${THREADS:-2} \
     > $SEL/$name.unseen.json.tmp && mv $SEL/$name.unseen.json.tmp $SEL/$name.unseen.json
 }
+if [ -z "${ROUND3:-}" ]; then
 for m in tssd1d tssd2d; do dev_score $m; unseen_score $m; done
 # fine-tune the shipped models with augmentation and the vocoded spoofs
 run tssd1d-ft-s0 tssd1d 0 8 --init weights/tssd1d.pt --lr 5e-4 --crop 64000
@@ -53,6 +54,7 @@ dev_score $OUT/tssd2d-ft-s0.pt; unseen_score $OUT/tssd2d-ft-s0.pt
 # from scratch, a second seed family for the cheap model
 run tssd1d-s1 tssd1d 1 10 --crop 64000
 dev_score $OUT/tssd1d-s1.pt; unseen_score $OUT/tssd1d-s1.pt
+fi
 # Second round (WITH_AASIST=1; ~1 hour on 2 CPU cores): AASIST-L fine-tuned from the
 # published checkpoint with augmentation, compared with the shipped AASIST; then a second
 # seed for tssd2d: the shipped (already fine-tuned) tssd2d fine-tuned again, seed 1.
@@ -62,4 +64,17 @@ if [ -n "${WITH_AASIST:-}" ]; then
   dev_score $OUT/aasist-l-ft-s0.pt; unseen_score $OUT/aasist-l-ft-s0.pt
   run tssd2d-ft2-s1 tssd2d 1 6 --init weights/tssd2d.pt --lr 3e-4 --crop 51200
   dev_score $OUT/tssd2d-ft2-s1.pt; unseen_score $OUT/tssd2d-ft2-s1.pt
+fi
+# Third round (ROUND3=1): the second tssd2d seed first (the second round's run was cut
+# off with its machine), then full AASIST fine-tuned from the published checkpoint with
+# augmentation, the shipped AASIST recipe otherwise (front end and first four blocks
+# frozen, 2-s crops), so that all four architectures have an augmented run.
+if [ -n "${ROUND3:-}" ]; then
+  run tssd2d-ft2-s1 tssd2d 1 6 --init weights/tssd2d.pt --lr 3e-4 --crop 51200
+  dev_score $OUT/tssd2d-ft2-s1.pt; unseen_score $OUT/tssd2d-ft2-s1.pt
+  run aasist-aug-s0 aasist 0 2 --init ../shared/weights/aasist-official/AASIST.pth --crop 32000 \
+    --freeze conv_time --freeze first_bn --freeze encoder.0 --freeze encoder.1 \
+    --freeze encoder.2 --freeze encoder.3
+  dev_score $OUT/aasist-aug-s0.pt; unseen_score $OUT/aasist-aug-s0.pt
+  for m in tssd2d aasist; do dev_score $m; unseen_score $m; done  # the shipped ones
 fi
