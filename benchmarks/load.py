@@ -1,7 +1,7 @@
 """Many analysts on one server: cold start, then a mixed load over loopback.
 
-    python -m benchmarks load [--sessions 8] [--duration 60] [--client protocol|browser]
-                              [--cold-only] [--seed 0]
+    python -m benchmarks load [--sessions 8] [--duration 60] [--think 0]
+                              [--client protocol|browser] [--cold-only] [--seed 0]
 
 Starts the real dashboard (`streamlit run streamlit_app.py`) on a free 127.0.0.1 port
 with a fresh store, and drives it as people would:
@@ -14,7 +14,8 @@ with a fresh store, and drives it as people would:
 3. **Load**: ``--sessions`` concurrent analysts for ``--duration`` seconds, each
    repeating a random action: 80 % a repeat view of a stored analysis (its share link,
    in a new tab), 15 % a new 6-s upload, 5 % a new 2-min upload (each upload is new
-   audio). The latency of an action is from its start until every model's verdict card
+   audio), back to back or (``--think T``) with a random pause of mean T seconds
+   between actions, as people reading a result would. The latency of an action is from its start until every model's verdict card
    has arrived. A few analyses are stored before the clock starts. With ``--client
    protocol`` (default) each analyst is benchmarks.stclient: Streamlit's own websocket
    protocol and upload route, nothing rendered, so the server has the cores as it does
@@ -48,6 +49,7 @@ import numpy as np
 
 from benchmarks.common import ROOT, encoded, speech_like
 from benchmarks.stclient import ProtocolError, Visit
+from core.trace import TRACE_ENV, read_trace
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -55,6 +57,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 MIX = (("repeat view", 0.80), ("upload 6 s", 0.15), ("upload 2 min", 0.05))
 SECONDS = {"upload 6 s": 6.0, "upload 2 min": 120.0}
 ACTION_TIMEOUT_MS = 600_000
+TRACE_FILE = "trace.jsonl"  # the server's phase timings (core.trace)
 
 
 def free_port() -> int:
@@ -65,7 +68,7 @@ def free_port() -> int:
 
 def start_server(store: Path) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
-    env = {**os.environ, "DEEPFAKE_DB": str(store / "analyses.db")}
+    env = {**os.environ, "DEEPFAKE_DB": str(store / "analyses.db"), TRACE_ENV: str(store / TRACE_FILE)}
     env.pop("DEEPFAKE_PASSWORD", None)
     log = store / "streamlit.log"
     with open(log, "wb") as out:  # the child keeps its own copy of the handle
@@ -149,14 +152,20 @@ async def upload(page, url: str, audio: bytes, name: str, n_models: int) -> str:
     return urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["sha"][0]
 
 
-async def analyst(stop_at: float, rng: random.Random, results: list, act) -> None:
+async def analyst(stop_at: float, rng: random.Random, results: list, act, think: float = 0.0) -> None:
     """
-    One analyst acting back to back until stop_at: each action's kind is drawn from MIX
-    and ``await act(kind, n)`` returns (latency, finished or None); errors are counted.
+    One analyst acting until stop_at: each action's kind is drawn from MIX and ``await
+    act(kind, n)`` returns (latency, finished or None); errors are counted. Between two
+    actions the analyst pauses a random time, exponential with mean ``think`` seconds
+    (0: back to back).
     """
     kinds, weights = zip(*MIX)
     n = 0
     while time.monotonic() < stop_at:
+        if n and think > 0:
+            await asyncio.sleep(min(rng.expovariate(1.0 / think), max(0.0, stop_at - time.monotonic())))
+            if time.monotonic() >= stop_at:
+                break
         kind = rng.choices(kinds, weights)[0]
         t0 = time.perf_counter()
         try:
@@ -167,7 +176,7 @@ async def analyst(stop_at: float, rng: random.Random, results: list, act) -> Non
         n += 1
 
 
-async def browser_user(i, url, stored, n_models, stop_at, rng, results, *, browser, recorder) -> None:
+async def browser_user(i, url, stored, n_models, stop_at, rng, results, *, browser, recorder, think) -> None:
     ctx = await browser.new_context()
     ctx.on("request", recorder)
     page = await ctx.new_page()
@@ -182,7 +191,7 @@ async def browser_user(i, url, stored, n_models, stop_at, rng, results, *, brows
             stored.append(await upload(page, url, audio, f"u{i}-{n}.flac", n_models))
         return time.perf_counter() - t0, None
 
-    await analyst(stop_at, rng, results, act)
+    await analyst(stop_at, rng, results, act, think)
     await ctx.close()
 
 
@@ -197,7 +206,7 @@ async def protocol_upload(url: str, audio: bytes, name: str, n_models: int) -> t
     return sha, times
 
 
-async def protocol_user(i, url, stored, n_models, stop_at, rng, results, **_) -> None:
+async def protocol_user(i, url, stored, n_models, stop_at, rng, results, *, think, **_) -> None:
     async def act(kind: str, n: int) -> tuple[float, float]:
         if kind == "repeat view":
             t0 = time.perf_counter()
@@ -212,7 +221,7 @@ async def protocol_user(i, url, stored, n_models, stop_at, rng, results, **_) ->
         stored.append(sha)
         return times["cards_s"], times["finished_s"]
 
-    await analyst(stop_at, rng, results, act)
+    await analyst(stop_at, rng, results, act, think)
 
 
 async def run(args) -> int:
@@ -242,15 +251,17 @@ async def run(args) -> int:
                 await ctx.close()
                 if args.client == "protocol":
                     await browser.close()
+                pause = f"a mean pause of {args.think:g} s" if args.think > 0 else "no pause"
                 print(f"{n_models} models; {len(stored)} analyses stored; {args.sessions} "
-                      f"{args.client} sessions for {args.duration:.0f} s …")  # fmt: skip
+                      f"{args.client} sessions for {args.duration:.0f} s, {pause} between actions …")  # fmt: skip
                 results: list = []
+                traced_before = len(read_trace(Path(tmp) / TRACE_FILE))
                 stop_at = time.monotonic() + args.duration
                 rng = random.Random(args.seed)
                 user = protocol_user if args.client == "protocol" else browser_user
                 await asyncio.gather(*[
                     user(i, url, stored, n_models, stop_at, random.Random(rng.random()),
-                         results, browser=browser, recorder=recorder)
+                         results, browser=browser, recorder=recorder, think=args.think)
                     for i in range(args.sessions)
                 ])  # fmt: skip
                 if args.client == "browser":
@@ -259,7 +270,9 @@ async def run(args) -> int:
             rss = peak_rss_mb(proc.pid) if proc.poll() is None else float("nan")
             proc.terminate()
             proc.wait(timeout=30)
+        trace = read_trace(Path(tmp) / TRACE_FILE)[traced_before:]
     report(results, rss)
+    report_phases(trace)
     report_offline(recorder)
     return 0
 
@@ -289,6 +302,21 @@ def report(results: list, rss: float) -> None:
     print(f"server peak RSS: {rss:.0f} MiB")
 
 
+def report_phases(trace: list[dict]) -> None:
+    """where the server spent each new upload's time (core.trace lines), p50 / p95"""
+    for kind, seconds in SECONDS.items():
+        lines = [t for t in trace if abs(t["duration"] - seconds) < 1.0 and not t.get("cached")]
+        if not lines:
+            continue
+        print(f"\nserver side, {kind} ({len(lines)} analyses): phase p50 / p95 s (of which queueing for turns)")
+        names = list(dict.fromkeys(name for t in lines for name in t["phases"]))
+        for name in [*names, "total"]:
+            wall = [t["total"] if name == "total" else t["phases"][name]["seconds"] for t in lines if name == "total" or name in t["phases"]]
+            waited = [t["phases"][name]["waited"] for t in lines if name in t["phases"]]
+            queue = f"  ({percentile(waited, 50):.2f} / {percentile(waited, 95):.2f})" if waited else ""
+            print(f"    {name:<12} {percentile(wall, 50):6.2f} / {percentile(wall, 95):6.2f}{queue}")
+
+
 def report_offline(recorder: Recorder) -> None:
     if recorder.external:
         print("requests to other hosts (the dashboard should make none):")
@@ -304,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     ap.add_argument("--client", choices=("protocol", "browser"), default="protocol",
                     help="analysts as protocol clients (default) or Chromium tabs")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="mean pause between an analyst's actions, seconds (exponential; 0: back to back)")
     ap.add_argument("--cold-only", action="store_true", help="cold start and offline check only")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -71,6 +71,20 @@ class Audio:
         return len(self.samples) / SAMPLE_RATE
 
 
+def audio_info(audio: Audio) -> dict:
+    """The audio row the store keeps for a decoded file."""
+    return {
+        "sha256": audio.sha256,
+        "n_bytes": audio.n_bytes,
+        "duration": audio.duration,
+        "orig_sample_rate": audio.orig_sample_rate,
+        "orig_channels": audio.orig_channels,
+        "orig_format": audio.orig_format,
+        "rms_dbfs": audio.rms_dbfs,
+        "near_silent": audio.near_silent,
+    }
+
+
 def audio_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -47,6 +47,14 @@ LOCKS_ENV = "DEEPFAKE_COMPUTE_LOCKS"
 STRETCH = 4.0
 
 
+_WAITED = threading.local()  # seconds this thread has queued for turns, on every lock
+
+
+def waited_seconds() -> float:
+    """how long the calling thread has waited for turns so far (core.trace reads it)"""
+    return getattr(_WAITED, "seconds", 0.0)
+
+
 class JobCancelled(Exception):
     """raised inside a job whose CancelToken was cancelled"""
 
@@ -108,6 +116,7 @@ class FairLock:
             ticket = (self._clock() + STRETCH * max(0.0, float(work)), self._next_ticket)
             self._next_ticket += 1
             self._queue.append(ticket)
+            asked = time.perf_counter()
             try:
                 if on_wait is not None and not self._free_for(ticket):
                     ahead = sum(t < ticket for t in self._queue) + (self._owner is not None)
@@ -124,6 +133,7 @@ class FairLock:
                 raise
             self._queue.remove(ticket)
             self._owner, self._depth = me, 1
+        _WAITED.seconds = waited_seconds() + time.perf_counter() - asked
 
     def _free_for(self, ticket: tuple[float, int]) -> bool:
         return self._owner is None and min(self._queue) == ticket

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 from . import keys, store
 from .assessment import assess_analysis, load_calibration
-from .audio import Audio, AudioError, load_audio
+from .audio import Audio, AudioError, audio_info, load_audio  # noqa: F401 (audio_info: callers)
 from .combined import BANDS, combine
 from .detect import Detector, Verdict, expected_seconds, n_windows
 from .quality import InputQuality, assess
@@ -33,6 +33,7 @@ from .registry import MODELS, WeightsError, available_models
 from .explaining import DEFAULT_SEGMENTS, Explaining  # noqa: F401 (callers import it here)
 from .results import Analysis, verdict_from_row
 from .scheduler import CancelToken, FairLock, cancellable
+from .trace import Trace
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
 
@@ -246,9 +247,12 @@ class Engine(Explaining):
         weights), StoreError (store unusable), ValueError (unknown model),
         JobCancelled (``cancel`` was cancelled; verdicts already stored stay).
         """
+        trace = Trace()
+        with trace.phase("decode"):
+            audio = load_audio(data)
         return self.analyze_audio(
-            load_audio(data), data, filename, models=models, progress=progress, cancel=cancel,
-            max_windows=max_windows,
+            audio, data, filename, models=models, progress=progress, cancel=cancel,
+            max_windows=max_windows, trace=trace,
         )  # fmt: skip
 
     def analyze_audio(
@@ -261,16 +265,19 @@ class Engine(Explaining):
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
         max_windows: int | None = None,
+        trace: Trace | None = None,
     ) -> Analysis:
-        """As analyze, for audio already decoded from ``data``."""
+        """As analyze, for audio already decoded from ``data`` (``trace``: core.trace)."""
         report = cancellable(progress or _quiet, cancel)
         report(0.0, "decoding")
         chosen = self.model_keys(models)
-        row = (
-            store.record_audio(audio_info(audio), data, filename, db=self.db_path)
-            if self.db_path
-            else None
-        )
+        trace = trace or Trace()
+        with trace.phase("store"):
+            row = (
+                store.record_audio(audio_info(audio), data, filename, db=self.db_path)
+                if self.db_path
+                else None
+            )
         verdicts, cached, seconds = {}, {}, {}
         for i, key in enumerate(chosen):
             at = 0.05 + 0.95 * i / len(chosen)
@@ -281,13 +288,16 @@ class Engine(Explaining):
             def after(rest=chosen[i + 1 :]) -> float:
                 return expected_seconds(map(self.detector, rest), len(audio.samples), max_windows)
 
-            verdicts[key], cached[key] = self.verdict(
-                audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg),
-                max_windows=max_windows, work_after=after,
-            )
+            with trace.phase(key):
+                verdicts[key], cached[key] = self.verdict(
+                    audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg),
+                    max_windows=max_windows, work_after=after,
+                )
             seconds[key] = time.perf_counter() - t0
-        signal = self._signal_quality(audio.sha256, row, audio)
-        quality, combined = self.judge(signal, verdicts)
+        with trace.phase("quality"):
+            signal = self._signal_quality(audio.sha256, row, audio)
+            quality, combined = self.judge(signal, verdicts)
+        trace.write(duration=audio.duration, cached=all(cached.values()))
         report(1.0, "done")
         name = store.clean_filename(filename)
         return Analysis(
@@ -434,16 +444,3 @@ class Engine(Explaining):
 
         return model_cards()
 
-
-def audio_info(audio: Audio) -> dict:
-    """The audio row the store keeps for a decoded file."""
-    return {
-        "sha256": audio.sha256,
-        "n_bytes": audio.n_bytes,
-        "duration": audio.duration,
-        "orig_sample_rate": audio.orig_sample_rate,
-        "orig_channels": audio.orig_channels,
-        "orig_format": audio.orig_format,
-        "rms_dbfs": audio.rms_dbfs,
-        "near_silent": audio.near_silent,
-    }
