@@ -36,6 +36,13 @@ TURN_SECONDS = 0.3
 # A job with at most this much work left on a model does it in one turn (up to
 # BATCH_SIZE windows): a 6-s upload's two AASIST windows then wait for one turn, not two.
 SHORT_WORK_SECONDS = 1.0
+# A job with at most this much work left on the models after this one keeps the shared
+# lock for its next model (core.scheduler.FairLock.release(keep_for=...)): a 6-s upload
+# then waits for someone else's turn once, not once per model. Kept at most KEEP_SECONDS:
+# if the job does not come back by then (its next verdict was stored, or it waits for
+# another request's computation of it), the queue goes on.
+SHORT_JOB_SECONDS = 2.0
+KEEP_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,9 @@ class Detector:
             while i < len(inputs):
                 part = inputs[i : i + self.turn_size(left)]
                 work = left * (self.seconds_per_window or 0.0) + work_after
-                with self.lock.turn(work=work):
+                last = len(part) >= left  # this model's last turn for the job
+                keep = KEEP_SECONDS if last and 0 < work_after <= SHORT_JOB_SECONDS else 0.0
+                with self.lock.turn(work=work, keep_for=keep):
                     t0 = time.perf_counter()
                     outs.append(self.net(part.to(self.device)).float().cpu())
                     self._measured(time.perf_counter() - t0, len(part))

@@ -92,6 +92,9 @@ class FairLock:
         self._owner: int | None = None
         self._depth = 0
         self._next_ticket = 0
+        # (thread, until): after release(keep_for=...), the next turn is that thread's
+        # until then (time.monotonic), whoever else queues
+        self._kept: tuple[int, float] | None = None
 
     @property
     def waiting(self) -> int:
@@ -118,42 +121,61 @@ class FairLock:
             self._queue.append(ticket)
             asked = time.perf_counter()
             try:
-                if on_wait is not None and not self._free_for(ticket):
+                if on_wait is not None and not self._free_for(ticket, me):
                     ahead = sum(t < ticket for t in self._queue) + (self._owner is not None)
                     self._cond.release()  # never call out while holding the condition
                     try:
                         on_wait(ahead)
                     finally:
                         self._cond.acquire()
-                while not self._free_for(ticket):
-                    self._cond.wait()
+                while not self._free_for(ticket, me):
+                    # a kept turn ends by itself: wake up then, not only on a release
+                    kept_left = self._kept[1] - time.monotonic() if self._kept else None
+                    self._cond.wait(kept_left)
             except BaseException:  # a cancelled or interrupted waiter leaves the queue
                 self._queue.remove(ticket)
                 self._cond.notify_all()
                 raise
             self._queue.remove(ticket)
-            self._owner, self._depth = me, 1
+            self._owner, self._depth, self._kept = me, 1, None
         _WAITED.seconds = waited_seconds() + time.perf_counter() - asked
 
-    def _free_for(self, ticket: tuple[float, int]) -> bool:
-        return self._owner is None and min(self._queue) == ticket
+    def _free_for(self, ticket: tuple[float, int], me: int) -> bool:
+        if self._owner is not None:
+            return False
+        if self._kept is not None:
+            keeper, until = self._kept
+            if keeper == me:
+                return True
+            if time.monotonic() < until:
+                return False
+            self._kept = None  # not taken in time: the queue's order again
+        return min(self._queue) == ticket
 
-    def release(self) -> None:
+    def release(self, *, keep_for: float = 0.0) -> None:
+        """
+        give the lock up; ``keep_for`` > 0: the next turn stays this thread's for that
+        many seconds (a short job going on to its next model), then it is the queue's
+        """
+        me = threading.get_ident()
         with self._cond:
-            if self._owner != threading.get_ident():
+            if self._owner != me:
                 raise RuntimeError(f"lock {self.name!r} released by a thread that does not hold it")
             self._depth -= 1
             if self._depth == 0:
                 self._owner = None
+                self._kept = (me, time.monotonic() + keep_for) if keep_for > 0 else None
                 self._cond.notify_all()
 
     @contextlib.contextmanager
-    def turn(self, on_wait: Callable[[int], None] | None = None, work: float = 0.0) -> Iterator[None]:
+    def turn(
+        self, on_wait: Callable[[int], None] | None = None, work: float = 0.0, keep_for: float = 0.0
+    ) -> Iterator[None]:
         self.acquire(on_wait=on_wait, work=work)
         try:
             yield
         finally:
-            self.release()
+            self.release(keep_for=keep_for)
 
 
 _LOCKS: dict[str, FairLock] = {}

@@ -227,3 +227,75 @@ def test_cancelled_jobs_raise_and_leave_no_claim_behind(toy_spec, tmp_path):
         eng.analyze(wav(clip(2.0, seed=4)), "b.wav", cancel=stop)
     with store.open_db(eng.db_path) as db:
         assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+
+
+# ------------------------------------------------------------ kept turns (short jobs)
+
+
+def test_a_kept_turn_goes_back_to_its_holder_before_earlier_waiters():
+    lock = FairLock("k")
+    order = []
+    lock.acquire()
+    waiter = threading.Thread(target=lambda: (lock.acquire(work=0.0), order.append("other"), lock.release()))
+    waiter.start()
+    wait_until(lambda: lock.waiting == 1)
+    lock.release(keep_for=1.0)
+    time.sleep(0.1)
+    assert order == []  # kept: the waiter may not take it
+    with lock.turn(work=50.0):  # back within the time kept, even with more work queued
+        order.append("holder")
+    waiter.join(5)
+    assert order == ["holder", "other"]
+
+
+def test_a_kept_turn_not_taken_in_time_goes_to_the_queue():
+    lock = FairLock("k2")
+    got = threading.Event()
+    lock.acquire()
+    waiter = threading.Thread(target=lambda: (lock.acquire(), got.set(), lock.release()))
+    waiter.start()
+    wait_until(lambda: lock.waiting == 1)
+    t0 = time.monotonic()
+    lock.release(keep_for=0.2)  # and never comes back
+    assert got.wait(5)
+    assert 0.15 < time.monotonic() - t0 < 1.5
+
+
+class Logged(torch.nn.Module):
+    """records which thread ran each forward pass"""
+
+    def __init__(self, inner, log: list, delay: float):
+        super().__init__()
+        self.inner, self.log, self.delay = inner, log, delay
+
+    def forward(self, x):
+        self.log.append(threading.current_thread().name)
+        time.sleep(self.delay)
+        return self.inner(x)
+
+
+def test_a_short_job_keeps_the_shared_lock_from_one_model_to_the_next(toy_spec):
+    base = Detector.load("toy-model", device="cpu")
+    log: list = []
+    first = Detector(toy_spec, Logged(base.net, log, 0.02), device=torch.device("cpu"))
+    second = Detector(toy_spec, Logged(base.net, log, 0.02), device=torch.device("cpu"))
+    assert first.lock is second.lock  # one lock on a CPU
+    x = np.zeros((2, toy_spec.input_length), dtype=np.float32)
+    first.p_spoof(x)
+    second.p_spoof(x)  # both paces measured
+    stop = threading.Event()
+
+    def long_job():  # asks for turn after turn with much work left
+        while not stop.is_set():
+            first.p_spoof(x[:1], remaining=1000, work_after=100.0)
+
+    th = threading.Thread(target=long_job, name="long")
+    th.start()
+    wait_until(lambda: log.count("long") >= 3)
+    me = threading.current_thread().name
+    first.p_spoof(x, work_after=0.05)  # a 6-s upload: the next model's work is small
+    second.p_spoof(x)
+    stop.set()
+    th.join(5)
+    mine = [i for i, name in enumerate(log) if name == me][-2:]
+    assert mine[1] == mine[0] + 1, log[mine[0] : mine[1] + 1]  # no long turn in between
