@@ -16,7 +16,9 @@ job cannot starve: its deadline does not move while it waits, and it goes first 
 every newer waiter's deadline is later. With no work given (an explanation's hook run,
 the tests) the order is first come, first served. Turns are short (core.detect:
 TURN_SECONDS of windows, 1 to BATCH_SIZE), so a short job waits for at most one turn of
-a long one before each of its own. This replaced plain round-robin turns on 2026-12-07:
+a long one before each of its own; and a job that is nearly done keeps the lock from one
+model to the next (``release(keep_for=...)``, core.detect.SHORT_JOB_SECONDS), so it waits
+once, not once per model. This replaced plain round-robin turns on 2026-12-07:
 with one 8-window AASIST batch taking ~2 s on 2 CPU cores, a 6-s upload waited a whole
 batch of every running job once per model (`python -m benchmarks load`: new uploads p95
 19 s with several 2-min uploads in flight; 6 s with these turns).
