@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from .audio import SAMPLE_RATE, Audio, cut_windows, frame_windows, window_starts
 from .registry import MODELS, ModelSpec, default_device, load_model
-from .scheduler import compute_lock
+from .scheduler import SHORT_JOB_SECONDS, compute_lock
 
 THRESHOLD = 0.5  # on P(spoof); not calibrated for any particular operating point
 BATCH_SIZE = 8  # windows per forward pass; AASIST's activations bound it on CPU
@@ -36,12 +36,11 @@ TURN_SECONDS = 0.3
 # A job with at most this much work left on a model does it in one turn (up to
 # BATCH_SIZE windows): a 6-s upload's two AASIST windows then wait for one turn, not two.
 SHORT_WORK_SECONDS = 1.0
-# A job with at most this much work left on the models after this one keeps the shared
-# lock for its next model (core.scheduler.FairLock.release(keep_for=...)): a 6-s upload
+# A job with at most core.scheduler.SHORT_JOB_SECONDS of work left on the models after
+# this one keeps the shared lock for its next model (core.scheduler.FairLock.release(keep_for=...)): a 6-s upload
 # then waits for someone else's turn once, not once per model. Kept at most KEEP_SECONDS:
 # if the job does not come back by then (its next verdict was stored, or it waits for
 # another request's computation of it), the queue goes on.
-SHORT_JOB_SECONDS = 2.0
 KEEP_SECONDS = 0.1
 
 

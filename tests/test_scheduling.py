@@ -108,16 +108,54 @@ def test_less_remaining_work_goes_first_but_a_long_waiter_is_not_passed_forever(
         return th
 
     lock.acquire()
-    # long (10 s of work left) asks first and short (0.5 s) after it: short goes first.
-    # "later" asks when long's turn is overdue (asked + STRETCH x work has passed): long
-    # goes before it although later has less work
-    assert 100.0 + sched.STRETCH * 10.0 < 160.0 + sched.STRETCH * 0.5
-    threads = [queue("long", 10.0, 100.0, 1), queue("short", 0.5, 101.0, 2),
-               queue("later", 0.5, 160.0, 3)]  # fmt: skip
+    # long (5 s of work left) asks first and short (0.5 s) after it: short goes first.
+    # "later" (4 s, also a long job) asks when long's turn is overdue (asked + STRETCH x
+    # work has passed, long not yet starving): long goes before it although later has
+    # less work
+    assert 0.5 <= sched.SHORT_JOB_SECONDS < 4.0
+    late = 100.0 + sched.STRETCH * 5.0 + 1.0
+    assert late - 100.0 < sched.STARVE_SECONDS and 100.0 + sched.STRETCH * 5.0 < late + sched.STRETCH * 4.0
+    threads = [queue("long", 5.0, 100.0, 1), queue("short", 0.5, 101.0, 2),
+               queue("later", 4.0, late, 3)]  # fmt: skip
     lock.release()
     for th in threads:
         th.join(5)
     assert order == ["short", "long", "later"]
+
+
+def test_short_jobs_pass_overdue_long_ones_until_those_starve():
+    import core.scheduler as sched
+
+    clock = [100.0]
+    lock = FairLock("t", clock=lambda: clock[0])
+    order = []
+
+    def queue(name, work, at):
+        clock[0] = at
+        n = lock.waiting
+        th = threading.Thread(target=lambda: (lock.acquire(work=work), order.append(name), lock.release()))
+        th.start()
+        wait_until(lambda: lock.waiting == n + 1)
+        return th
+
+    lock.acquire()
+    # "long" is overdue by the time "short" asks, yet short goes first: it is a short job
+    overdue = 100.0 + sched.STRETCH * 5.0 + 1.0
+    assert overdue - 100.0 < sched.STARVE_SECONDS
+    threads = [queue("long", 5.0, 100.0), queue("short", 0.5, overdue)]
+    lock.release()
+    for th in threads:
+        th.join(5)
+    assert order == ["short", "long"]
+
+    # a long job that has waited past STARVE_SECONDS goes before a new short one
+    order.clear()
+    lock.acquire()
+    threads = [queue("starving", 10.0, 200.0), queue("new short", 0.5, 200.0 + sched.STARVE_SECONDS + 1)]
+    lock.release()
+    for th in threads:
+        th.join(5)
+    assert order == ["starving", "new short"]
 
 
 def test_a_detector_measures_its_pace_and_keeps_turns_short(toy_spec):
