@@ -21,14 +21,14 @@ model to the next (``release(keep_for=...)``, core.detect.KEEP_SECONDS), so it w
 once, not once per model.
 
 **Short jobs first.** Deadlines alone let an overloaded server make everyone late: with
-several 2-min uploads queued, their turns fall due one after another and a new 6-s upload
-waited behind every overdue one (`python -m benchmarks load`, 2026-12-07: 1.7 s median,
-4.3 s p95 before its first model). So a job with at most SHORT_JOB_SECONDS of work left
+several 2-min uploads queued, their turns fall due one after another, and a new 6-s
+upload would queue behind every overdue one. So a job with at most SHORT_JOB_SECONDS of work left
 goes ahead of longer ones whatever their deadlines (short-job-first, the policy the issue
 offers beside fair interleaving); among short jobs, and among long ones, the earliest
 deadline goes first. A long job is still never starved: one that has waited more than
 STARVE_SECONDS for a turn goes before everyone, and short jobs are short by
-definition (uploads at a person's pace, under half the machine in that load test). This replaced plain round-robin turns on 2026-12-07:
+definition (uploads at a person's pace). Measured (`python -m benchmarks load`, README):
+back to back, what a new 6-s upload still waits for is other new uploads. This replaced plain round-robin turns on 2026-12-07:
 with one 8-window AASIST batch taking ~2 s on 2 CPU cores, a 6-s upload waited a whole
 batch of every running job once per model (`python -m benchmarks load`: new uploads p95
 19 s with several 2-min uploads in flight; 6 s with these turns).
