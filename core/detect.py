@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from .audio import SAMPLE_RATE, Audio, cut_windows, frame_windows, window_starts
 from .registry import MODELS, ModelSpec, default_device, load_model
-from .scheduler import SHORT_JOB_SECONDS, compute_lock
+from .scheduler import SHORT_JOB_SECONDS, compute_lock, shared_locks
 
 THRESHOLD = 0.5  # on P(spoof); not calibrated for any particular operating point
 BATCH_SIZE = 8  # windows per forward pass; AASIST's activations bound it on CPU
@@ -118,6 +118,8 @@ class Detector:
         self.device = device or next(net.parameters()).device
         # turns on the shared network, taken per batch (core.scheduler)
         self.lock = compute_lock(spec.key, self.device)
+        # a kept turn only helps where the next model takes turns on the same lock
+        self.keeps_turns = shared_locks(self.device)
         self.seconds_per_window: float | None = None  # measured (moving average)
 
     @classmethod
@@ -152,7 +154,8 @@ class Detector:
                 part = inputs[i : i + self.turn_size(left)]
                 work = left * (self.seconds_per_window or 0.0) + work_after
                 last = len(part) >= left  # this model's last turn for the job
-                keep = KEEP_SECONDS if last and 0 < work_after <= SHORT_JOB_SECONDS else 0.0
+                short = 0 < work_after <= SHORT_JOB_SECONDS
+                keep = KEEP_SECONDS if last and short and self.keeps_turns else 0.0
                 with self.lock.turn(work=work, keep_for=keep):
                     t0 = time.perf_counter()
                     outs.append(self.net(part.to(self.device)).float().cpu())

@@ -17,8 +17,11 @@ every newer waiter's deadline is later. With no work given (an explanation's hoo
 the tests) the order is first come, first served. Turns are short (core.detect:
 TURN_SECONDS of windows, 1 to BATCH_SIZE), so a short job waits for at most one turn of
 a long one before each of its own; and a job that is nearly done keeps the lock from one
-model to the next (``release(keep_for=...)``, core.detect.KEEP_SECONDS), so it waits
-once, not once per model.
+model to the next (``release(keep_for=...)``, core.detect.KEEP_SECONDS; with one lock for
+every model, i.e. on a CPU), so it waits once, not once per model. This replaced plain round-robin turns on 2026-12-07:
+with one 8-window AASIST batch taking ~2 s on 2 CPU cores, a 6-s upload waited a whole
+batch of every running job once per model (`python -m benchmarks load`: new uploads p95
+19 s with several 2-min uploads in flight; 6 s with these turns).
 
 **Short jobs first.** Deadlines alone let an overloaded server make everyone late: with
 several 2-min uploads queued, their turns fall due one after another, and a new 6-s
@@ -28,10 +31,7 @@ offers beside fair interleaving); among short jobs, and among long ones, the ear
 deadline goes first. A long job is still never starved: one that has waited more than
 STARVE_SECONDS for a turn goes before everyone, and short jobs are short by
 definition (uploads at a person's pace). Measured (`python -m benchmarks load`, README):
-back to back, what a new 6-s upload still waits for is other new uploads. This replaced plain round-robin turns on 2026-12-07:
-with one 8-window AASIST batch taking ~2 s on 2 CPU cores, a 6-s upload waited a whole
-batch of every running job once per model (`python -m benchmarks load`: new uploads p95
-19 s with several 2-min uploads in flight; 6 s with these turns).
+back to back, what a new 6-s upload still waits for is other new uploads.
 
 On a CPU one lock is shared by every model (torch already uses every core for one
 forward pass, so two at once only slow each other); on a GPU each model has its own

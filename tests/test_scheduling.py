@@ -337,3 +337,16 @@ def test_a_short_job_keeps_the_shared_lock_from_one_model_to_the_next(toy_spec):
     th.join(5)
     mine = [i for i, name in enumerate(log) if name == me][-2:]
     assert mine[1] == mine[0] + 1, log[mine[0] : mine[1] + 1]  # no long turn in between
+
+
+def test_turns_are_kept_only_where_every_model_shares_one_lock(toy_spec, monkeypatch):
+    base = Detector.load("toy-model", device="cpu")
+    assert base.keeps_turns  # CPU: one lock for every model
+    monkeypatch.setenv("DEEPFAKE_COMPUTE_LOCKS", "per-model")
+    own = Detector(toy_spec, base.net, device=torch.device("cpu"))
+    assert not own.keeps_turns and own.lock.name == "model:toy-model"
+    x = np.zeros((1, toy_spec.input_length), dtype=np.float32)
+    own.p_spoof(x, work_after=0.05)
+    got = threading.Event()
+    threading.Thread(target=lambda: (own.lock.acquire(), got.set(), own.lock.release())).start()
+    assert got.wait(0.2), "a per-model lock was kept for a model the job will not come back to"
