@@ -32,10 +32,8 @@ Recipe:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +57,7 @@ from .data import (
 from .detect import p_spoof_from_logits
 from .metrics import compute_eer
 from .registry import ARCHS, PROJECT_ROOT, default_device, file_sha256
+from .train_record import augment_note, code_revision, sidecar_path, write_sidecar  # noqa: F401 (re-exported)
 
 CACHE_DIR = PROJECT_ROOT / "cache"  # front ends cache whole-file features under it
 RUNS_DIR_NAME = "runs"  # next to --out; git-ignored under weights/
@@ -212,22 +211,6 @@ def evaluate_crops(
     return eer, sum(losses) / norm
 
 
-def code_revision() -> str | None:
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if rev.returncode != 0:
-        return None
-    return rev.stdout.strip() or None
-
-
 def checkpoint_path(out: Path) -> Path:
     return out.parent / RUNS_DIR_NAME / f"{out.stem}.last.pt"
 
@@ -235,10 +218,6 @@ def checkpoint_path(out: Path) -> Path:
 def epoch_path(out: Path, epoch: int) -> Path:
     """the state dict a run had after ``epoch`` (runs/NAME.epochNN.pt)"""
     return out.parent / RUNS_DIR_NAME / f"{out.stem}.epoch{epoch:02d}.pt"
-
-
-def sidecar_path(out: Path) -> Path:
-    return out.with_suffix(".json")
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
@@ -385,73 +364,3 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print) -> dict:
     if sidecar is None:  # nothing left to train (resumed a finished run)
         sidecar = json.loads(sidecar_path(out).read_text())
     return sidecar
-
-
-def write_sidecar(
-    cfg: TrainConfig,
-    out: Path,
-    *,
-    best: dict,
-    history: list[dict],
-    train_entries: list[ProtocolEntry],
-    dev_entries: list[ProtocolEntry],
-    init_sha: str | None,
-) -> dict:
-    arch = ARCHS[cfg.arch]
-    recipe = {
-        "lr": cfg.lr,
-        "lr_schedule": f"cosine per step to {cfg.lr * cfg.lr_min_ratio:g}",
-        "optimizer": "Adam",
-        "weight_decay": cfg.weight_decay,
-        "batch_size": cfg.batch_size,
-        "loss": "cross-entropy weighted by inverse class frequency",
-        "crop": f"one random crop of {cfg.crop or arch.input_length} samples per "
-        "file per epoch; short files tiled from a random phase" + arch.front_end.crop_note,
-        "augment": augment_note(AugmentConfig()) if cfg.augment else "none",
-        "freeze": list(cfg.freeze),
-        "seed": cfg.seed,
-        "dev_scoring": "first window of each file (tiled if short)",
-        "selection": (
-            "lowest mean dev EER over clean and " + ", ".join(cfg.dev_degrade)
-            + " (each dev file degraded once, seeded by its id)"
-            if cfg.dev_degrade else "lowest clean dev EER"
-        ) + "; ties broken by dev loss",
-    }
-    sidecar = {
-        "arch": cfg.arch,
-        "config": arch.default_config,
-        "spoof_index": arch.spoof_index,
-        "n_samples": arch.input_length,  # sidecar name kept: existing sidecars use it
-        "data": {
-            "train_protocol": str(cfg.protocol),
-            "extra_train": [{"protocol": str(p), "audio_dir": str(d)} for p, d in cfg.extra],
-            "dev_protocol": str(cfg.dev_protocol),
-            "audio_dir": str(cfg.audio_dir),
-            "dev_audio_dir": str(cfg.dev_audio_dir or cfg.audio_dir),
-            "train_counts": count_labels(train_entries),
-            "dev_counts": count_labels(dev_entries),
-        },
-        "init": {"path": cfg.init, "sha256": init_sha} if cfg.init else None,
-        "recipe": recipe,
-        "epochs": cfg.epochs,
-        "epochs_done": len(history),
-        "best_epoch": best["epoch"],
-        "dev_eer": best["eer"],
-        "dev_loss": best["loss"],
-        "dev_degrade": list(cfg.dev_degrade),
-        "dev_select": best.get("select", best["eer"]),
-        "history": history,
-        "sha256": file_sha256(out) if out.exists() else None,
-        "code_revision": code_revision(),
-        "command": cfg.command,
-        "device": str(default_device()),
-        "torch": torch.__version__,
-    }
-    sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
-    return sidecar
-
-
-def augment_note(config: AugmentConfig) -> str:
-    """the augmentation recipe in words, for the sidecar"""
-    on = [f"{f.name} p={getattr(config, f.name):g}" for f in dataclasses.fields(config)]
-    return "core.augment.Augmenter per crop, seeded by (seed, epoch, file): " + ", ".join(on)
