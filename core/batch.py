@@ -24,10 +24,10 @@ from typing import Iterator
 from tqdm import tqdm
 
 from . import keys, store
-from .audio import AudioError, audio_sha256, load_audio
+from .audio import AudioError, audio_info, audio_sha256, load_audio
 from .data import ProtocolEntry, audio_path
 from .registry import WeightsError
-from .service import DEFAULT_SEGMENTS, Engine, audio_info
+from .service import DEFAULT_SEGMENTS, Engine
 
 VERDICT = "verdict"  # the ``what`` of a to-do item that is a verdict, not a method
 

@@ -11,9 +11,10 @@ compute it still needs (``work``, seconds: core.detect estimates it from the win
 has left on this model and every model after it, at each model's measured time per
 window), and its deadline is the time it asked plus STRETCH times that work. The waiter
 with the earliest deadline goes next, and a job queues again after each turn. So a 6-s
-upload (under a second of work) goes ahead of a 2-minute file's next turn, while a long
-job cannot starve: its deadline does not move while it waits, and it goes first once
-every newer waiter's deadline is later. With no work given (an explanation's hook run,
+upload (under a second of work) goes ahead of a 2-minute file's next turn, while among
+long jobs none is passed forever: its deadline does not move while it waits, and it goes
+first once every newer long waiter's deadline is later (short jobs pass it regardless, up
+to STARVE_SECONDS: see "Short jobs first" below). With no work given (an explanation's hook run,
 the tests) the order is first come, first served. Turns are short (core.detect:
 TURN_SECONDS of windows, 1 to BATCH_SIZE), so a short job waits for at most one turn of
 a long one before each of its own; and a job that is nearly done keeps the lock from one

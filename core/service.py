@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 from . import keys, store
 from .assessment import assess_analysis, load_calibration
-from .audio import Audio, AudioError, audio_info, load_audio  # noqa: F401 (audio_info: callers)
+from .audio import Audio, AudioError, audio_info, load_audio
 from .combined import BANDS, combine
 from .detect import Detector, Verdict, expected_seconds, n_windows
 from .quality import InputQuality, assess
@@ -278,11 +278,10 @@ class Engine(Explaining):
                 if self.db_path
                 else None
             )
-        verdicts, cached, seconds = {}, {}, {}
+        verdicts, cached = {}, {}
         for i, key in enumerate(chosen):
             at = 0.05 + 0.95 * i / len(chosen)
             report(at, f"scoring with {key}")
-            t0 = time.perf_counter()
             share = 0.95 / len(chosen)
             # the models still to come count in this job's priority (core.scheduler)
             def after(rest=chosen[i + 1 :]) -> float:
@@ -293,7 +292,6 @@ class Engine(Explaining):
                     audio, key, progress=lambda f, msg, at=at: report(at + share * f, msg),
                     max_windows=max_windows, work_after=after,
                 )
-            seconds[key] = time.perf_counter() - t0
         with trace.phase("quality"):
             signal = self._signal_quality(audio.sha256, row, audio)
             quality, combined = self.judge(signal, verdicts)
@@ -312,7 +310,7 @@ class Engine(Explaining):
             near_silent=audio.near_silent,
             verdicts=verdicts,
             cached=cached,
-            seconds=seconds,
+            seconds={key: trace.phases[key]["seconds"] for key in chosen},
             first_seen=row["first_seen"] if row else "",
             last_seen=row["last_seen"] if row else "",
             quality=quality,

@@ -57,7 +57,7 @@ from .data import (
 from .detect import p_spoof_from_logits
 from .metrics import compute_eer
 from .registry import ARCHS, PROJECT_ROOT, default_device, file_sha256
-from .train_record import augment_note, code_revision, sidecar_path, write_sidecar  # noqa: F401 (re-exported)
+from .train_record import sidecar_path, write_sidecar
 
 CACHE_DIR = PROJECT_ROOT / "cache"  # front ends cache whole-file features under it
 RUNS_DIR_NAME = "runs"  # next to --out; git-ignored under weights/

@@ -14,7 +14,8 @@ from core.explain import EXPLAINERS, explain_params
 from core.explain.base import Explanation
 from core.keys import explanation_key, verdict_key
 from core.registry import MODELS
-from core.service import Engine, audio_info
+from core.audio import audio_info
+from core.service import Engine
 
 MODEL = "tssd1d"
 
