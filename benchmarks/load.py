@@ -168,11 +168,12 @@ async def analyst(stop_at: float, rng: random.Random, results: list, act, think:
                 break
         kind = rng.choices(kinds, weights)[0]
         t0 = time.perf_counter()
+        started = time.monotonic()
         try:
             latency, finished = await act(kind, n)
-            results.append((kind, latency, finished, None))
+            results.append((kind, latency, finished, None, started))
         except Exception as e:  # counted and shown: the load test goes on
-            results.append((kind, time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:200]))
+            results.append((kind, time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:200], started))
         n += 1
 
 
@@ -291,15 +292,27 @@ def report(results: list, rss: float) -> None:
     print(f"{'action':<14} {'n':>4} {'errors':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} "
           f"{'finished p95 s':>15}")  # fmt: skip
     for kind, _ in MIX:
-        ok = [t for k, t, _, err in results if k == kind and err is None]
-        done = [f for k, _, f, err in results if k == kind and err is None and f is not None]
-        errs = [err for k, _, _, err in results if k == kind and err is not None]
+        ok = [t for k, t, _, err, _ in results if k == kind and err is None]
+        done = [f for k, _, f, err, _ in results if k == kind and err is None and f is not None]
+        errs = [err for k, _, _, err, _ in results if k == kind and err is not None]
         print(f"{kind:<14} {len(ok) + len(errs):>4} {len(errs):>6} {percentile(ok, 50):>7.2f} "
               f"{percentile(ok, 95):>7.2f} {max(ok, default=float('nan')):>7.2f} "
               f"{percentile(done, 95):>15.2f}")  # fmt: skip
         for err in sorted(set(errs))[:3]:
             print(f"    error: {err}")
     print(f"server peak RSS: {rss:.0f} MiB")
+    report_timeline(results)
+
+
+def report_timeline(results: list, kind: str = "upload 6 s") -> None:
+    """the latency of one kind of action by when it started: a start-up burst shows here"""
+    if not results:
+        return
+    origin = min(r[4] for r in results)
+    rows = sorted((r[4] - origin, r[1]) for r in results if r[0] == kind and r[3] is None)
+    if rows:
+        print(f"{kind}, by start (s after the load began): "
+              + ", ".join(f"{t:.0f}: {lat:.1f}" for t, lat in rows))  # fmt: skip
 
 
 def report_phases(trace: list[dict]) -> None:

@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     for k in keys:
         eng.detector(k)
     load_s = time.perf_counter() - t0
+    arith = ", ".join(f"{k} {eng.detector(k).precision}" for k in keys)
     print(f"device {default_device()}, torch threads {torch.get_num_threads()}, "
-          f"models loaded in {load_s:.2f} s: {', '.join(keys)}")
+          f"models loaded in {load_s:.2f} s: {', '.join(keys)} (scoring in {arith}; "
+          f"core.precision, DEEPFAKE_PRECISION=fp32 for float32 only)")
     print(f"timings are the best of {args.repeats} runs after one warm-up")
     print(f"{'clip':>6}  {'step':<22} {'windows':>7} {'seconds':>8}")
     for seconds in [float(s) for s in args.clips.split(",")]:

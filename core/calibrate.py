@@ -68,7 +68,9 @@ def cached_scores(
     path = None
     if cache_dir is not None:
         tag = _protocol_tag(entries, audio_dir)
-        path = Path(cache_dir) / f"{spec.key}.{spec.sha256[:16]}.{tag}.{condition}.npy"
+        precision = getattr(detector, "precision", "fp32")  # bf16 scores are not fp32's
+        arith = "" if precision == "fp32" else f".{precision}"
+        path = Path(cache_dir) / f"{spec.key}.{spec.sha256[:16]}{arith}.{tag}.{condition}.npy"
         if path.exists():
             return np.load(path)
     if condition == "clean":

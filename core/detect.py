@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from .audio import SAMPLE_RATE, Audio, cut_windows, frame_windows, window_starts
+from .precision import autocast, scoring_precision
 from .registry import MODELS, ModelSpec, default_device, load_model
 from .scheduler import SHORT_JOB_SECONDS, compute_lock, shared_locks
 
@@ -121,6 +122,8 @@ class Detector:
         # a kept turn only helps where the next model takes turns on the same lock
         self.keeps_turns = shared_locks(self.device)
         self.seconds_per_window: float | None = None  # measured (moving average)
+        # "bf16" or "fp32" (core.precision): the arithmetic of logits(), so of verdicts
+        self.precision = scoring_precision(spec.architecture.cpu_bf16, self.device)
 
     @classmethod
     def load(cls, key: str, **kwargs) -> "Detector":
@@ -148,7 +151,7 @@ class Detector:
         """
         outs = []
         left = len(inputs) if remaining is None else max(int(remaining), len(inputs))
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision):
             i = 0
             while i < len(inputs):
                 part = inputs[i : i + self.turn_size(left)]

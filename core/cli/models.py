@@ -11,11 +11,13 @@ from ..registry import (
     ARCHS,
     MODELS,
     WeightsError,
+    default_device,
     fetch_weights,
     user_registry_problems,
     weights_dir,
     weights_status,
 )
+from ..precision import scoring_precision
 from ..user_registry import registry_path
 from ..user_weights import add_weights, remove_weights, verify_weights
 from .common import one_line, print_err
@@ -30,9 +32,14 @@ def _print_problems() -> int:
 
 
 def cmd_models(args) -> int:
-    rows = []
-    for key, spec in MODELS.items():
-        rows.append({**spec.to_json(), "status": weights_status(spec)})
+    try:
+        device = default_device()
+        rows = [{**spec.to_json(), "status": weights_status(spec),
+                 "precision": scoring_precision(spec.architecture.cpu_bf16, device)}
+                for spec in MODELS.values()]  # fmt: skip
+    except ValueError as e:  # a bad DEEPFAKE_PRECISION
+        print_err(str(e))
+        return 1
     if args.json:
         print(json.dumps(rows, indent=2))
         return _print_problems()
@@ -40,6 +47,7 @@ def cmd_models(args) -> int:
     for r in rows:
         status = {"ok": "present, checksum OK"}.get(r["status"], r["status"])
         origin = " [user]" if r["origin"] == "user" else ""
+        status += f", scores in {r['precision']}"
         print(f"{r['key']:<18} {r['display_name'] + origin:<40} {status}")
         if r["status"] != "ok":
             print(f"{'':<18} to get it: {r['how_to_get']}")

@@ -1,0 +1,68 @@
+"""Which arithmetic scoring uses: float32, or bfloat16 where it is measured to be safe.
+
+On a CPU with native bfloat16 (AVX512-BF16 or AMX: ``torch.ops.mkldnn``'s check), the
+convolutions of a model whose ``Arch.cpu_bf16`` is set run under ``torch.autocast`` in
+bfloat16 when scoring (core.detect.Detector.logits: verdicts and the SHAP, LIME and
+deletion-curve model calls). Everything else stays float32: front ends, the graph
+attention and softmax of AASIST (autocast leaves them), training, and every gradient
+method (Grad-CAM, GradientSHAP call the network directly, with autograd).
+
+Measured on MiniSpoof dev (190 files, 2 CPU cores, AMD EPYC with AVX512-BF16,
+2026-12-07; README "Performance"): AASIST scored 1.95x faster (95 -> 49 s) with whole-file
+P(spoof) within 0.011 of float32 at the 99th percentile (0.024 at most), no label
+flipped and the same EER; the CQT Res-TSSDNet only 1.5x faster and moved up to 0.047
+with 7 labels flipped on eval, the 1-D Res-TSSDNet 1.15x: both stay float32.
+
+``DEEPFAKE_PRECISION`` overrides: ``auto`` (default, the rule above), ``fp32`` (float32
+everywhere, e.g. to reproduce a float32 number exactly), ``bf16`` (bfloat16 autocast for
+every model on a CPU, even without native support: for measuring only). A GPU always
+scores in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import torch
+
+PRECISION_ENV = "DEEPFAKE_PRECISION"
+CHOICES = ("auto", "fp32", "bf16")
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """whether oneDNN runs bfloat16 convolutions natively on this CPU"""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private check: absent in some builds
+        return False
+
+
+def requested() -> str:
+    """the DEEPFAKE_PRECISION setting, checked: auto, fp32 or bf16"""
+    value = os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise ValueError(f"{PRECISION_ENV}={value!r}: use one of {', '.join(CHOICES)}")
+    return value
+
+
+def scoring_precision(cpu_bf16: bool, device: torch.device | str) -> str:
+    """
+    "bf16" or "fp32" for scoring a model whose architecture allows bfloat16 on a CPU
+    (``cpu_bf16``) on ``device``, under the rule in this module's doc
+    """
+    choice = requested()
+    if torch.device(device).type != "cpu" or choice == "fp32":
+        return "fp32"
+    if choice == "bf16":
+        return "bf16"
+    return "bf16" if cpu_bf16 and cpu_has_native_bf16() else "fp32"
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """the context scoring runs in: bfloat16 autocast on the CPU, or nothing"""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
