@@ -230,3 +230,9 @@ def test_aasist_fast_inference_path_keeps_the_outputs(official_weights_dir, aasi
     m = torch.randn(2, 8, 5, 301)
     for width in (301, 300, 4, 3):
         assert torch.equal(MaxPoolW3()(m[..., :width]), torch.nn.functional.max_pool2d(m[..., :width], (1, 3)))
+    from core.models.aasist import max_pool_3x3
+
+    z = torch.randn(2, 1, 70, 302)
+    for rows, width in ((70, 302), (70, 300), (69, 4), (3, 3), (4, 8)):
+        part = z[..., :rows, :width]
+        assert torch.equal(max_pool_3x3(part), torch.nn.functional.max_pool2d(part, (3, 3)))
