@@ -4,7 +4,7 @@ import asyncio
 import random
 import time
 
-from benchmarks.load import MIX, analyst, percentile
+from benchmarks.load import MIX, analyst, percentile, report_timeline
 
 
 def run_analyst(seconds: float, think: float, act) -> list:
@@ -47,3 +47,21 @@ def test_think_time_pauses_between_actions_and_ends_at_the_deadline():
 def test_percentile_of_nothing_is_nan():
     assert percentile([], 95) != percentile([], 95)
     assert percentile([1.0, 2.0, 3.0], 50) == 2.0
+
+
+def test_each_action_records_its_start_and_the_timeline_lists_uploads_in_order(capsys):
+    async def act(kind: str, n: int):
+        await asyncio.sleep(0.01)
+        return 0.5 + n, None
+
+    t0 = time.monotonic()
+    results = run_analyst(0.2, 0.0, act)
+    starts = [r[4] for r in results]
+    assert starts == sorted(starts) and t0 <= starts[0] < t0 + 0.05
+    report_timeline(results, kind="repeat view")
+    line = capsys.readouterr().out.strip()
+    views = [r for r in results if r[0] == "repeat view"]
+    listed = ", ".join(f"{r[4] - starts[0]:.0f}: {r[1]:.1f}" for r in views)
+    assert views and line == f"repeat view, by start (s after the load began): {listed}"
+    report_timeline([], kind="repeat view")  # nothing to show: prints nothing
+    assert capsys.readouterr().out == ""
