@@ -28,9 +28,10 @@ from .calibration import (
     as_labels,
     choose_bands,
     cllr,
-    ece,
-    eer,
     cllr_from_llr,
+    ece,
+    ece_interval,
+    eer,
     fit_calibration_file,
     fit_fusion,
     log_odds,
@@ -224,6 +225,7 @@ def measure(
             "cllr": float(cllr(p, y)),
             "min_cllr": float(min_cllr(raw, y)),
             "ece": float(ece(p, y, 10)),
+            "ece_ci95": list(ece_interval(p, y, 10)),
             "reliability": rel.to_json(),
         }
 

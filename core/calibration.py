@@ -38,6 +38,7 @@ from .calibration_metrics import (  # noqa: F401  (re-exported: the metrics API)
     cllr,
     cllr_from_llr,
     ece,
+    ece_interval,
     eer,
     min_cllr,
     reliability,

@@ -116,3 +116,24 @@ def ece(p, labels, bins: int = 10, *, balanced: bool = True) -> float:
     share = np.bincount(idx, weights=w, minlength=bins) / w.sum()
     gap = np.abs(r.mean_predicted - r.observed)
     return float(np.sum(share[r.count > 0] * gap[r.count > 0]))
+
+
+def ece_interval(
+    p, labels, bins: int = 10, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """
+    Bootstrap interval of ece(p, labels): files resampled with replacement within each
+    class (the class counts, and so the balanced weights, stay fixed), ``level`` central
+    interval of n_boot resamples; fixed seed, so a rerun gives the same numbers. Says
+    how much of an ECE is the sampling noise of a small test set.
+    """
+    p, y = np.asarray(p, dtype=np.float64), as_labels(labels)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in (0, 1) if np.any(y == c)]
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
+        values[b] = ece(p[idx], y[idx], bins)
+    tail = (1.0 - level) / 2
+    lo, hi = np.quantile(values, [tail, 1.0 - tail])
+    return float(lo), float(hi)

@@ -1,17 +1,20 @@
 """Which arithmetic scoring uses: float32, or bfloat16 where it is measured to be safe.
 
-On a CPU with native bfloat16 (AVX512-BF16 or AMX: ``torch.ops.mkldnn``'s check), the
-convolutions of a model whose ``Arch.cpu_bf16`` is set run under ``torch.autocast`` in
-bfloat16 when scoring (core.detect.Detector.logits: verdicts and the SHAP, LIME and
-deletion-curve model calls). Everything else stays float32: front ends, the graph
-attention and softmax of AASIST (autocast leaves them), training, and every gradient
-method (Grad-CAM, GradientSHAP call the network directly, with autograd).
+On a CPU with native bfloat16 (AVX512-BF16 or AMX: ``torch.ops.mkldnn``'s check), a
+model whose ``Arch.cpu_bf16`` is set is scored under ``torch.autocast`` in bfloat16
+(core.detect.Detector.logits: verdicts and the SHAP, LIME and deletion-curve model
+calls): its convolutions, linear layers and matrix products run in bfloat16, element-wise
+ops follow their inputs, and the logits come back as float32 (the softmax is float64).
+Everything else stays float32: the front ends, the models without the flag, training,
+and every gradient method (Grad-CAM, GradientSHAP call the network directly).
 
-Measured on MiniSpoof dev (190 files, 2 CPU cores, AMD EPYC with AVX512-BF16,
-2026-12-07; README "Performance"): AASIST scored 1.95x faster (95 -> 49 s) with whole-file
-P(spoof) within 0.011 of float32 at the 99th percentile (0.024 at most), no label
-flipped and the same EER; the CQT Res-TSSDNet only 1.5x faster and moved up to 0.047
-with 7 labels flipped on eval, the 1-D Res-TSSDNet 1.15x: both stay float32.
+Measured against float32 on MiniSpoof dev and eval (540 files, 2 CPU cores, AMD EPYC
+with AVX512-BF16, 2026-12-07; README, "Arithmetic"): AASIST scored about 1.9x faster
+(dev 95 -> 49 s) with whole-file P(spoof) within 0.014 at the 99th percentile (0.024 at
+most), no label flipped, the same dev EER and eval EER 24.6 -> 24.0 %. The CQT
+Res-TSSDNet was only 1.5x faster and moved a file by up to 0.047 (7 eval labels
+flipped), AASIST-L a window by up to 0.055, the 1-D Res-TSSDNet gained 1.15x: all three
+stay float32.
 
 ``DEEPFAKE_PRECISION`` overrides: ``auto`` (default, the rule above), ``fp32`` (float32
 everywhere, e.g. to reproduce a float32 number exactly), ``bf16`` (bfloat16 autocast for
@@ -35,7 +38,8 @@ CHOICES = ("auto", "fp32", "bf16")
 def cpu_has_native_bf16() -> bool:
     """whether oneDNN runs bfloat16 convolutions natively on this CPU"""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        mkldnn = torch.backends.mkldnn
+        return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a private check: absent in some builds
         return False
 

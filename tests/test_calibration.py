@@ -214,3 +214,21 @@ def test_each_attack_is_scored_by_a_fusion_fitted_without_it():
     held = held_out_attacks(scores, entries, seed=0)
     assert held["cllr"] == pytest.approx(cllr_from_llr(llr, y))
     assert held["cllr"] > cllr_from_llr(full.llr(scores), y)
+
+
+def test_ece_interval_brackets_the_estimate_and_is_exact_where_nothing_varies():
+    from core.calibration import ece, ece_interval
+
+    # every file at 0.9, half of each class: ECE 0.4 whichever files are drawn
+    y = np.array([0, 1] * 20)
+    assert ece(np.full(40, 0.9), y) == pytest.approx(0.4)
+    assert ece_interval(np.full(40, 0.9), y) == pytest.approx((0.4, 0.4))
+    # a calibrated score on 300 files: the point estimate lies inside a non-empty
+    # interval, and a fixed seed gives the same interval again
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 1, 300)
+    y = (rng.uniform(0, 1, 300) < p).astype(int)
+    lo, hi = ece_interval(p, y, n_boot=300)
+    assert 0.0 <= lo < ece(p, y) < hi < 0.25
+    assert ece_interval(p, y, n_boot=300) == (lo, hi)
+    assert ece_interval(p, y, n_boot=300, seed=1) != (lo, hi)

@@ -72,8 +72,10 @@ def cmd_calibrate(args) -> int:
             path.write_text(json.dumps(result, indent=2) + "\n")
             for name, m in [*result["models"].items(), ("combined", result.get("combined"))]:
                 if m:
+                    lo, hi = m["ece_ci95"]
                     print(f"{name:<20} EER {100 * m['eer']:5.1f} %  Cllr {m['cllr']:.3f}  "
-                          f"min Cllr {m['min_cllr']:.3f}  ECE {m['ece']:.3f}")  # fmt: skip
+                          f"min Cllr {m['min_cllr']:.3f}  ECE {m['ece']:.3f} "
+                          f"(95 % bootstrap {lo:.3f}-{hi:.3f})")  # fmt: skip
             c = result.get("combined")
             if c:
                 err = c["error_rate_outside"]

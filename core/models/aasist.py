@@ -4,10 +4,11 @@ State-dict compatible with the published checkpoints of clovaai/aasist, so they 
 with strict=True. Changes from the published code that do not touch the weights:
 every activation, dropout and residual sum is out-of-place when autograd is on (in-place
 ops break Captum's backward hooks; without autograd the encoder folds batch norm into
-the convolution before it and works in place), the (1, 3) and, without autograd, (3, 3)
-max-pools are strided-slice maxima (same values, faster), the sinc filters are a non-persistent buffer, frequency augmentation is
-gone from ``forward`` (no randomness at inference), and ``forward`` returns the logits
-only. Output index 1 is bona fide, index 0 is spoof.
+the convolution before it and works in place), the (1, 3) max-pools and, without
+autograd, the (3, 3) one are maxima of strided slices (same values, faster), the sinc
+filters are a non-persistent buffer, frequency augmentation is gone from ``forward`` (no
+randomness at inference), and ``forward`` returns the logits only. Output index 1 is
+bona fide, index 0 is spoof.
 """
 
 from __future__ import annotations
