@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 from .audio import SAMPLE_RATE
-from .registry import MODELS, weights_dir, weights_status
+from .precision import describe
+from .registry import MODELS, default_device, weights_dir, weights_status
 
 _PUBLISHED_EER = re.compile(r"EER\s*([\d.]+\s*%)\s*on\s*([^;,()]+)")
 
@@ -86,6 +87,8 @@ def model_cards(directory: Path | None = None) -> list[dict]:
                 + measured_eers((directory / spec.weights).with_suffix(".json")),
                 "limits": limits(spec, d["window_seconds"]),
                 "model_card": card_text if spec.card else "",
+                # how this server scores the model (core.precision)
+                "arithmetic": describe(spec.architecture.cpu_bf16, default_device()),
                 "spec": d,
             }
         )

@@ -70,3 +70,12 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def describe(cpu_bf16: bool, device: torch.device | str) -> str:
+    """the scoring arithmetic in words, for the Models page: "bfloat16" or "float32" (or
+    what is wrong with DEEPFAKE_PRECISION)"""
+    try:
+        return {"bf16": "bfloat16", "fp32": "float32"}[scoring_precision(cpu_bf16, device)]
+    except ValueError as e:
+        return str(e)

@@ -101,3 +101,17 @@ def test_cached_scores_keep_bf16_and_fp32_apart(tmp_path, monkeypatch):
     assert calls == ["fp32", "bf16"]  # the second round came from the cache, each its own
     names = sorted(f.name for f in (tmp_path / "c").iterdir())
     assert len(names) == 2 and sum(".bf16." in n for n in names) == 1
+
+
+def test_model_cards_say_how_this_server_scores_each_model(monkeypatch, native):
+    from core.cards import model_cards
+
+    native(True)
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    cards = {c["key"]: c for c in model_cards()}
+    assert cards["aasist"]["arithmetic"] == "bfloat16"
+    assert cards["tssd2d"]["arithmetic"] == cards["aasist-l-official"]["arithmetic"] == "float32"
+    monkeypatch.setenv(precision.PRECISION_ENV, "fp32")
+    assert {c["arithmetic"] for c in model_cards()} == {"float32"}
+    monkeypatch.setenv(precision.PRECISION_ENV, "fp16")
+    assert "DEEPFAKE_PRECISION='fp16'" in model_cards()[0]["arithmetic"]

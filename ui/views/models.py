@@ -39,7 +39,7 @@ def model_card(card: dict) -> None:
         head.subheader(card["display_name"])
         head.caption(
             f"key `{card['key']}` · architecture `{card['arch']}` · "
-            f"{card['frontend']} front end"
+            f"{card['frontend']} front end · scores in {card['arithmetic']} on this server"
         )
         badge.markdown(widgets.status_badge(card["status"]), unsafe_allow_html=True)
         if card.get("origin") == "user":
