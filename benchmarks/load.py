@@ -157,7 +157,8 @@ async def analyst(stop_at: float, rng: random.Random, results: list, act, think:
     One analyst acting until stop_at: each action's kind is drawn from MIX and ``await
     act(kind, n)`` returns (latency, finished or None); errors are counted. Between two
     actions the analyst pauses a random time, exponential with mean ``think`` seconds
-    (0: back to back).
+    (0: back to back). Each action appends (kind, latency, finished, error or None,
+    time.monotonic() at its start) to ``results``.
     """
     kinds, weights = zip(*MIX)
     n = 0
@@ -167,13 +168,13 @@ async def analyst(stop_at: float, rng: random.Random, results: list, act, think:
             if time.monotonic() >= stop_at:
                 break
         kind = rng.choices(kinds, weights)[0]
-        t0 = time.perf_counter()
         started = time.monotonic()
         try:
             latency, finished = await act(kind, n)
             results.append((kind, latency, finished, None, started))
         except Exception as e:  # counted and shown: the load test goes on
-            results.append((kind, time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:200], started))
+            err = f"{type(e).__name__}: {e}"[:200]
+            results.append((kind, time.monotonic() - started, None, err, started))
         n += 1
 
 

@@ -88,7 +88,7 @@ def model_cards(directory: Path | None = None) -> list[dict]:
                 "limits": limits(spec, d["window_seconds"]),
                 "model_card": card_text if spec.card else "",
                 # how this server scores the model (core.precision)
-                "arithmetic": describe(spec.architecture.cpu_bf16, default_device()),
+                "arithmetic": describe(spec, default_device()),
                 "spec": d,
             }
         )

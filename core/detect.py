@@ -122,10 +122,8 @@ class Detector:
         # a kept turn only helps where the next model takes turns on the same lock
         self.keeps_turns = shared_locks(self.device)
         self.seconds_per_window: float | None = None  # measured (moving average)
-        # "bf16" or "fp32" (core.precision): the arithmetic of logits(), so of verdicts;
-        # a hand-made spec without a registered architecture scores in float32
-        allows_bf16 = getattr(getattr(spec, "architecture", None), "cpu_bf16", False)
-        self.precision = scoring_precision(allows_bf16, self.device)
+        # "bf16" or "fp32" (core.precision): the arithmetic of logits(), so of verdicts
+        self.precision = scoring_precision(spec, self.device)
 
     @classmethod
     def load(cls, key: str, **kwargs) -> "Detector":

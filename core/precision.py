@@ -52,17 +52,19 @@ def requested() -> str:
     return value
 
 
-def scoring_precision(cpu_bf16: bool, device: torch.device | str) -> str:
+def scoring_precision(spec, device: torch.device | str) -> str:
     """
-    "bf16" or "fp32" for scoring a model whose architecture allows bfloat16 on a CPU
-    (``cpu_bf16``) on ``device``, under the rule in this module's doc
+    "bf16" or "fp32" for scoring the model of ``spec`` (a core.registry.ModelSpec) on
+    ``device``, under the rule in this module's doc; a hand-made spec without a
+    registered architecture scores in float32
     """
     choice = requested()
     if torch.device(device).type != "cpu" or choice == "fp32":
         return "fp32"
     if choice == "bf16":
         return "bf16"
-    return "bf16" if cpu_bf16 and cpu_has_native_bf16() else "fp32"
+    allowed = getattr(getattr(spec, "architecture", None), "cpu_bf16", False)
+    return "bf16" if allowed and cpu_has_native_bf16() else "fp32"
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager:
@@ -72,10 +74,10 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def describe(cpu_bf16: bool, device: torch.device | str) -> str:
+def describe(spec, device: torch.device | str) -> str:
     """the scoring arithmetic in words, for the Models page: "bfloat16" or "float32" (or
     what is wrong with DEEPFAKE_PRECISION)"""
     try:
-        return {"bf16": "bfloat16", "fp32": "float32"}[scoring_precision(cpu_bf16, device)]
+        return {"bf16": "bfloat16", "fp32": "float32"}[scoring_precision(spec, device)]
     except ValueError as e:
         return str(e)

@@ -14,6 +14,11 @@ from core.detect import Detector
 from core.registry import ARCHS, MODELS
 
 
+ALLOWED = MODELS["aasist"]  # its architecture has cpu_bf16 set
+NOT_ALLOWED = MODELS["tssd2d"]
+HAND_MADE = SimpleNamespace(key="toy")
+
+
 @pytest.fixture
 def native(monkeypatch):
     def set_native(value: bool):
@@ -25,11 +30,12 @@ def native(monkeypatch):
 def test_auto_uses_bf16_only_for_allowed_archs_on_a_cpu_with_native_support(monkeypatch, native):
     monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
     native(True)
-    assert precision.scoring_precision(True, "cpu") == "bf16"
-    assert precision.scoring_precision(False, "cpu") == "fp32"
-    assert precision.scoring_precision(True, torch.device("cuda")) == "fp32"
+    assert precision.scoring_precision(ALLOWED, "cpu") == "bf16"
+    assert precision.scoring_precision(NOT_ALLOWED, "cpu") == "fp32"
+    assert precision.scoring_precision(HAND_MADE, "cpu") == "fp32"  # no architecture
+    assert precision.scoring_precision(ALLOWED, torch.device("cuda")) == "fp32"
     native(False)
-    assert precision.scoring_precision(True, "cpu") == "fp32"
+    assert precision.scoring_precision(ALLOWED, "cpu") == "fp32"
 
 
 def test_shipped_archs_that_score_in_bf16():
@@ -40,14 +46,14 @@ def test_shipped_archs_that_score_in_bf16():
 def test_the_environment_overrides_and_a_bad_value_is_refused(monkeypatch, native):
     native(True)
     monkeypatch.setenv(precision.PRECISION_ENV, "fp32")
-    assert precision.scoring_precision(True, "cpu") == "fp32"
+    assert precision.scoring_precision(ALLOWED, "cpu") == "fp32"
     monkeypatch.setenv(precision.PRECISION_ENV, " BF16 ")
     native(False)
-    assert precision.scoring_precision(False, "cpu") == "bf16"  # forced, for measuring
-    assert precision.scoring_precision(False, "cuda") == "fp32"  # never on a GPU
+    assert precision.scoring_precision(NOT_ALLOWED, "cpu") == "bf16"  # forced, for measuring
+    assert precision.scoring_precision(NOT_ALLOWED, "cuda") == "fp32"  # never on a GPU
     monkeypatch.setenv(precision.PRECISION_ENV, "half")
     with pytest.raises(ValueError, match="DEEPFAKE_PRECISION='half'.*auto, fp32, bf16"):
-        precision.scoring_precision(True, "cpu")
+        precision.scoring_precision(ALLOWED, "cpu")
     with pytest.raises(ValueError, match="DEEPFAKE_PRECISION"):
         Detector.load("aasist")
 

@@ -35,7 +35,7 @@ def cmd_models(args) -> int:
     try:
         device = default_device()
         rows = [{**spec.to_json(), "status": weights_status(spec),
-                 "precision": scoring_precision(spec.architecture.cpu_bf16, device)}
+                 "precision": scoring_precision(spec, device)}
                 for spec in MODELS.values()]  # fmt: skip
     except ValueError as e:  # a bad DEEPFAKE_PRECISION
         print_err(str(e))
