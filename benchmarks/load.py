@@ -14,14 +14,15 @@ with a fresh store, and drives it as people would:
 3. **Load**: ``--sessions`` concurrent analysts for ``--duration`` seconds, each
    repeating a random action: 80 % a repeat view of a stored analysis (its share link,
    in a new tab), 15 % a new 6-s upload, 5 % a new 2-min upload (each upload is new
-   audio), back to back or (``--think T``) with a random pause of mean T seconds
-   between actions, as people reading a result would. The latency of an action is from its start until every model's verdict card
-   has arrived. A few analyses are stored before the clock starts. With ``--client
-   protocol`` (default) each analyst is benchmarks.stclient: Streamlit's own websocket
-   protocol and upload route, nothing rendered, so the server has the cores as it does
-   when the analysts' browsers run on their own machines; the time until the page's
-   script finished is shown too. ``--client browser`` drives one headless Chromium tab
-   per analyst instead, on the same cores as the server (rendering included).
+   audio), back to back or (``--think T``) with a random pause of mean T seconds between
+   actions, as people reading a result would. The latency of an action is from its start
+   until every model's verdict card has arrived. A few analyses are stored before the
+   clock starts. With ``--client protocol`` (default) each analyst is
+   benchmarks.stclient: Streamlit's own websocket protocol and upload route, nothing
+   rendered, so the server has the cores as it does when the analysts' browsers run on
+   their own machines; the time until the page's script finished is shown too.
+   ``--client browser`` drives one headless Chromium tab per analyst instead, on the
+   same cores as the server (rendering included).
 
 Prints p50 / p95 / max latency per kind, the count of errors, and the server's peak
 resident memory. Targets (issue 14, 2-core machine): 0 errors, repeat views p95 < 1 s

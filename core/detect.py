@@ -38,12 +38,13 @@ TURN_SECONDS = 0.3
 # BATCH_SIZE windows): a 6-s upload's two AASIST windows then wait for one turn, not two.
 SHORT_WORK_SECONDS = 1.0
 # A job with at most core.scheduler.SHORT_JOB_SECONDS of work left on the models after
-# this one keeps the shared lock for its next model (core.scheduler.FairLock.release(keep_for=...)): a 6-s upload
-# then waits for someone else's turn once, not once per model. Kept at most KEEP_SECONDS:
-# if the job does not come back by then (its next verdict was stored, or it waits for
-# another request's computation of it), the queue goes on. 0.1 s was too short under
-# load: storing one verdict and claiming the next is a few ms alone but, with a dozen
-# threads taking turns at the interpreter, sometimes took longer (benchmarks load, README).
+# this one keeps the shared lock for its next model
+# (core.scheduler.FairLock.release(keep_for=...)): a 6-s upload then waits for someone
+# else's turn once, not once per model. Kept at most KEEP_SECONDS: if the job does not
+# come back by then (its next verdict was stored, or it waits for another request's
+# computation of it), the queue goes on. 0.1 s was too short under load: storing one
+# verdict and claiming the next is a few ms alone but, with a dozen threads taking turns
+# at the interpreter, sometimes took longer (benchmarks load, README).
 KEEP_SECONDS = 0.3
 
 

@@ -6,33 +6,34 @@ turn is one batch of windows when scoring (core.detect.BATCH_SIZE windows), one 
 coalitions for SHAP, LIME and the deletion curves, or a whole method run for the methods
 that hook the network's modules (Grad-CAM, GradientSHAP: ``Explainer.exclusive``).
 
-Turns are granted by **earliest virtual deadline**: a job asking for a turn says how much
-compute it still needs (``work``, seconds: core.detect estimates it from the windows it
-has left on this model and every model after it, at each model's measured time per
-window), and its deadline is the time it asked plus STRETCH times that work. The waiter
-with the earliest deadline goes next, and a job queues again after each turn. So a 6-s
-upload (under a second of work) goes ahead of a 2-minute file's next turn, while among
-long jobs none is passed forever: its deadline does not move while it waits, and it goes
-first once every newer long waiter's deadline is later (short jobs pass it regardless, up
-to STARVE_SECONDS: see "Short jobs first" below). With no work given (an explanation's hook run,
-the tests) the order is first come, first served. Turns are short (core.detect:
-TURN_SECONDS of windows, 1 to BATCH_SIZE), so a short job waits for at most one turn of
-a long one before each of its own; and a job that is nearly done keeps the lock from one
-model to the next (``release(keep_for=...)``, core.detect.KEEP_SECONDS; with one lock for
-every model, i.e. on a CPU), so it waits once, not once per model. This replaced plain round-robin turns on 2026-12-07:
-with one 8-window AASIST batch taking ~2 s on 2 CPU cores, a 6-s upload waited a whole
-batch of every running job once per model (`python -m benchmarks load`: new uploads p95
-19 s with several 2-min uploads in flight; 6 s with these turns).
+Turns are granted by **earliest virtual deadline**: a job asking for a turn says how
+much compute it still needs (``work``, seconds: core.detect estimates it from the
+windows it has left on this model and every model after it, at each model's measured
+time per window), and its deadline is the time it asked plus STRETCH times that work.
+The waiter with the earliest deadline goes next, and a job queues again after each turn.
+So a 6-s upload (under a second of work) goes ahead of a 2-minute file's next turn,
+while among long jobs none is passed forever: its deadline does not move while it waits,
+and it goes first once every newer long waiter's deadline is later (short jobs pass it
+regardless, up to STARVE_SECONDS: see "Short jobs first" below). With no work given (an
+explanation's hook run, the tests) the order is first come, first served. Turns are
+short (core.detect: TURN_SECONDS of windows, 1 to BATCH_SIZE), so a short job waits for
+at most one turn of a long one before each of its own; and a job that is nearly done
+keeps the lock from one model to the next (``release(keep_for=...)``,
+core.detect.KEEP_SECONDS; with one lock for every model, i.e. on a CPU), so it waits
+once, not once per model. This replaced plain round-robin turns on 2026-12-07: with one
+8-window AASIST batch taking ~2 s on 2 CPU cores, a 6-s upload waited a whole batch of
+every running job once per model (`python -m benchmarks load`: new uploads p95 19 s with
+several 2-min uploads in flight; 6 s with these turns).
 
 **Short jobs first.** Deadlines alone let an overloaded server make everyone late: with
 several 2-min uploads queued, their turns fall due one after another, and a new 6-s
-upload would queue behind every overdue one. So a job with at most SHORT_JOB_SECONDS of work left
-goes ahead of longer ones whatever their deadlines (short-job-first, the policy the issue
-offers beside fair interleaving); among short jobs, and among long ones, the earliest
-deadline goes first. A long job is still never starved: one that has waited more than
-STARVE_SECONDS for a turn goes before everyone, and short jobs are short by
-definition (uploads at a person's pace). Measured (`python -m benchmarks load`, README):
-back to back, what a new 6-s upload still waits for is other new uploads.
+upload would queue behind every overdue one. So a job with at most SHORT_JOB_SECONDS of
+work left goes ahead of longer ones whatever their deadlines (short-job-first, the
+policy the issue offers beside fair interleaving); among short jobs, and among long
+ones, the earliest deadline goes first. A long job is still never starved: one that has
+waited more than STARVE_SECONDS for a turn goes before everyone, and short jobs are
+short by definition (uploads at a person's pace). Measured (`python -m benchmarks load`,
+README): back to back, what a new 6-s upload still waits for is other new uploads.
 
 On a CPU one lock is shared by every model (torch already uses every core for one
 forward pass, so two at once only slow each other); on a GPU each model has its own
