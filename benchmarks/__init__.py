@@ -9,5 +9,5 @@
     python -m benchmarks aasist [--model aasist] [--batch 1,8] [--threads N]
 
 One module per benchmark (verdict, batch, explain, store), each with ``main(argv)``;
-every one goes through ``core.service.Engine``, as the pages and the CLI do.
+every one goes through ``core.engine.service.Engine``, as the pages and the CLI do.
 """

@@ -7,7 +7,7 @@ identity (or a 1x3 conv of it) and max-pools (1, 3), every op out of place, on
 channels-first tensors. ``published_like(net)`` builds exactly that computation over
 the same weights (a copy of our network whose encoder blocks run those ops in that
 order); ours runs channels-last, folds the batch norm into conv1 and works in place
-when no autograd is needed (core.models.aasist). Both are timed interleaved (so load on
+when no autograd is needed (core.detectors.networks.aasist). Both are timed interleaved (so load on
 the machine hits both alike), best of ``--repeats``, in inference mode, and the largest
 difference between their logits is printed.
 """
@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.registry import MODELS, load_model, weights_status
+from core.detectors.registry import MODELS, load_model, weights_status
 
 
 def _published_block(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,10 +20,10 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from core.batch import BatchReport, run_batch
-from core.data import parse_protocol
-from core.registry import WeightsError
-from core.service import Engine
+from core.audio.protocol import parse_protocol
+from core.corpus.batch import BatchReport, run_batch
+from core.detectors.registry import WeightsError
+from core.engine.service import Engine
 
 from .common import MINISPOOF, ROOT, SHARED, peak_rss_mb
 
@@ -38,7 +38,7 @@ def _row(label: str, workers: int, rep: BatchReport) -> str:
 
 
 def _cluster_run(entries, audio_dir, models, kw) -> tuple[BatchReport | None, str]:
-    from core.ray_connect import auth_token
+    from core.corpus.ray_connect import auth_token
 
     from .cluster import ClusterUnavailable, TwoNodeCluster
 

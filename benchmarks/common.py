@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from core.audio import SAMPLE_RATE
+from core.audio.decode import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DEEPFAKE_SHARED_DIR", ROOT.parent / "shared"))

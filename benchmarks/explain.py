@@ -32,10 +32,10 @@ import time
 
 import numpy as np
 
-from core.audio import load_audio
+from core.audio.decode import load_audio
+from core.detectors.registry import MODELS, build_model, weights_status
+from core.engine.service import Engine
 from core.explain import METHODS
-from core.registry import MODELS, build_model, weights_status
-from core.service import Engine
 
 from .common import MINISPOOF, ROOT, encoded, peak_rss_mb
 
@@ -50,7 +50,7 @@ def engine_for(key: str) -> tuple[Engine, str]:
         return Engine(use_store=False), "installed, checksum OK"
     import torch
 
-    from core.detect import Detector
+    from core.detectors.detect import Detector
 
     torch.manual_seed(0)
     detector = Detector(MODELS[key], build_model(MODELS[key]).eval().to("cpu"))

@@ -50,7 +50,7 @@ import numpy as np
 
 from benchmarks.common import ROOT, encoded, speech_like
 from benchmarks.stclient import ProtocolError, Visit
-from core.trace import TRACE_ENV, read_trace
+from core.engine.trace import TRACE_ENV, read_trace
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -58,7 +58,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 MIX = (("repeat view", 0.80), ("upload 6 s", 0.15), ("upload 2 min", 0.05))
 SECONDS = {"upload 6 s": 6.0, "upload 2 min": 120.0}
 ACTION_TIMEOUT_MS = 600_000
-TRACE_FILE = "trace.jsonl"  # the server's phase timings (core.trace)
+TRACE_FILE = "trace.jsonl"  # the server's phase timings (core.engine.trace)
 
 
 def free_port() -> int:
@@ -318,7 +318,7 @@ def report_timeline(results: list, kind: str = "upload 6 s") -> None:
 
 
 def report_phases(trace: list[dict]) -> None:
-    """where the server spent each new upload's time (core.trace lines), p50 / p95"""
+    """where the server spent each new upload's time (core.engine.trace lines), p50 / p95"""
     for kind, seconds in SECONDS.items():
         lines = [t for t in trace if abs(t["duration"] - seconds) < 1.0 and not t.get("cached")]
         if not lines:

@@ -34,7 +34,9 @@ import time
 
 import numpy as np
 
-from core.audio import load_audio
+from core.audio.decode import load_audio
+from core.detectors.registry import MODELS, weights_status
+from core.engine.service import Engine
 from core.explain import lime as lime_mod
 from core.explain.faithfulness import DEFAULT_RANDOM_ORDERS, removal_order
 from core.explain.gradcam import gradcam
@@ -46,8 +48,6 @@ from core.explain.shapley import (
     rank_agreement,
 )
 from core.explain.window import prepare_window
-from core.registry import MODELS, weights_status
-from core.service import Engine
 
 from .common import MINISPOOF
 

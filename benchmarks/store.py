@@ -3,7 +3,7 @@
     python -m benchmarks store [--analyses 3] [--repeats 20] [--seconds 10] [--keep DIR]
                                [--dense-all]
 
-Fills a temporary store through ``core.service.Engine`` with full analyses: every
+Fills a temporary store through ``core.engine.service.Engine`` with full analyses: every
 registered model's verdict (stand-in detectors with the real specs, random scores) and
 its Grad-CAM, SHAP, GradientShap and LIME explanations (a stand-in backend with the
 real method keys), with arrays of the real sizes: 16 features on the model's own grid
@@ -35,11 +35,11 @@ import torch
 
 import core.explain
 from core import store
-from core.audio import SAMPLE_RATE, load_audio
-from core.detect import verdict_from_windows
+from core.audio.decode import SAMPLE_RATE, load_audio
+from core.detectors.detect import verdict_from_windows
+from core.detectors.registry import MODELS
+from core.engine.service import Engine
 from core.explain.base import Explanation
-from core.registry import MODELS
-from core.service import Engine
 
 from .common import ROOT, encoded
 
@@ -56,7 +56,7 @@ class StandInDetector:
         self.spec = dataclasses.replace(spec, sha256=spec.sha256 or "0" * 64)
 
     def windows(self, samples: np.ndarray):
-        from core.audio import frame_windows
+        from core.audio.decode import frame_windows
 
         return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
 
@@ -132,7 +132,7 @@ def load_full(eng: Engine, sha: str):
 def first_load_ms(db: Path, sha: str) -> float:
     """one load in a fresh process, as the first page view after a restart"""
     code = (
-        "import sys, time\nfrom core.service import Engine\n"
+        "import sys, time\nfrom core.engine.service import Engine\n"
         "eng = Engine(sys.argv[1]); t0 = time.perf_counter()\n"
         "eng.analysis(sys.argv[2]); eng.explanations(sys.argv[2])\n"
         "print((time.perf_counter() - t0) * 1000)\n"

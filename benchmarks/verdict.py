@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from core.audio import load_audio
-from core.quality import assess
-from core.registry import WeightsError, default_device
-from core.service import Engine
+from core.audio.decode import load_audio
+from core.audio.quality import assess
+from core.detectors.registry import WeightsError, default_device
+from core.engine.service import Engine
 
 from .common import best_of, encoded, peak_rss_mb, speech_like
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     arith = ", ".join(f"{k} {eng.detector(k).precision}" for k in keys)
     print(f"device {default_device()}, torch threads {torch.get_num_threads()}, "
           f"models loaded in {load_s:.2f} s: {', '.join(keys)} (scoring in {arith}; "
-          f"core.precision, DEEPFAKE_PRECISION=fp32 for float32 only)")
+          f"core.detectors.precision, DEEPFAKE_PRECISION=fp32 for float32 only)")
     print(f"timings are the best of {args.repeats} runs after one warm-up")
     print(f"{'clip':>6}  {'step':<22} {'windows':>7} {'seconds':>8}")
     for seconds in [float(s) for s in args.clips.split(",")]:

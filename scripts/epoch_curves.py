@@ -22,11 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.data import parse_protocol  # noqa: E402
-from core.detect import Detector  # noqa: E402
-from core.evaluate import score_protocol, spec_from_sidecar, summarize  # noqa: E402
-from core.registry import file_sha256, load_model  # noqa: E402
-from core.train import epoch_path  # noqa: E402
+from core.audio.protocol import parse_protocol  # noqa: E402
+from core.detectors.detect import Detector  # noqa: E402
+from core.detectors.registry import file_sha256, load_model  # noqa: E402
+from core.training.evaluate import score_protocol, spec_from_sidecar, summarize  # noqa: E402
+from core.training.train import epoch_path  # noqa: E402
 
 MINISPOOF = ROOT.parent / "shared" / "data" / "minispoof"
 

@@ -14,15 +14,15 @@ import soundfile as sf
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import core.registry
-import core.service
+import core.detectors.registry
+import core.engine.service
 import ui
 import ui.gate
-from core.audio import SAMPLE_RATE
+from core.audio.decode import SAMPLE_RATE
+from core.engine.results import Analysis
+from core.engine.service import Engine
 from core.explain import EXPLAINERS, explain_params
 from core.explain.base import Explanation
-from core.results import Analysis
-from core.service import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
@@ -43,7 +43,7 @@ def wav_bytes(seconds: float = 2.0, *, freq: float = 220.0, seed: int = 0) -> by
 
 class FastExplain:
     """
-    Stand-in for core.explain (core.service.EXPLAIN_BACKEND): the real EXPLAINERS and
+    Stand-in for core.explain (core.engine.service.EXPLAIN_BACKEND): the real EXPLAINERS and
     explain_params, so cache keys are real; explain() returns a deterministic
     time-segment explanation of the requested window at once, and counts its calls.
     """
@@ -91,7 +91,7 @@ def app_env(tmp_path, monkeypatch, official_weights_dir):
     monkeypatch.setenv("DEEPFAKE_DB", str(tmp_path / "store" / "analyses.db"))
     monkeypatch.delenv("DEEPFAKE_PASSWORD", raising=False)
     backend = FastExplain()
-    monkeypatch.setattr(core.service, "EXPLAIN_BACKEND", backend)
+    monkeypatch.setattr(core.engine.service, "EXPLAIN_BACKEND", backend)
     st.cache_data.clear()  # model list, model cards, spectrograms of another store
     yield {"db": tmp_path / "store" / "analyses.db", "explain": backend}
     st.cache_data.clear()

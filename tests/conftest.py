@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DEEPFAKE_SHARED_DIR", ROOT.parent / "shared"))
 AASIST_OFFICIAL = SHARED / "weights" / "aasist-official"
 MINISPOOF = SHARED / "data" / "minispoof"
+DEMOSPOOF = SHARED / "data" / "demospoof"
 
 
 def require_shared(path: Path) -> Path:
@@ -35,9 +36,14 @@ def minispoof_dir() -> Path:
 
 
 @pytest.fixture
+def demospoof_dir() -> Path:
+    return require_shared(DEMOSPOOF)
+
+
+@pytest.fixture
 def official_weights_dir(tmp_path, monkeypatch, aasist_official_dir) -> Path:
     """A weights directory with the published AASIST checkpoints installed by fetch."""
-    from core.registry import WEIGHTS_ENV, fetch_weights
+    from core.detectors.registry import WEIGHTS_ENV, fetch_weights
 
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
     fetch_weights("aasist-official", source_dir=aasist_official_dir)

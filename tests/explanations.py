@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.detect import Verdict, WindowScore
+from core.detectors.detect import Verdict, WindowScore
+from core.engine.results import Analysis
 from core.explain.base import Explanation
-from core.results import Analysis
 
 
 def make_expl(

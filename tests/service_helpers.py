@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 
 import core.explain
-from core.detect import verdict_from_windows
+from core.detectors.detect import verdict_from_windows
+from core.detectors.registry import MODELS
+from core.engine.service import Engine
 from core.explain.base import Explanation
-from core.registry import MODELS
-from core.service import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = "flac/MS_D_1023594.flac"
@@ -49,7 +49,7 @@ class FakeDetector:
         self.log = log
 
     def windows(self, samples):
-        from core.audio import frame_windows
+        from core.audio.decode import frame_windows
 
         return frame_windows(samples, self.spec.input_length, self.spec.window_hop)
 

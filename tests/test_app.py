@@ -14,12 +14,6 @@ import sys
 
 import pytest
 import streamlit as st
-
-import core.registry
-import core.service
-import ui
-import ui.engine
-import ui.gate
 from app_helpers import (  # noqa: F401 (fixture: app_env)
     PAGES,
     analyse,
@@ -30,9 +24,15 @@ from app_helpers import (  # noqa: F401 (fixture: app_env)
     texts,
     wav_bytes,
 )
-from core import report
-from core.registry import MODELS
-from core.service import Engine
+
+import core.detectors.registry
+import core.engine.service
+import ui
+import ui.engine
+import ui.gate
+from core.detectors.registry import MODELS
+from core.engine.service import Engine
+from core.export import report
 
 # ------------------------------------------------------------------------- pages
 
@@ -65,7 +65,7 @@ def test_upload_flow_then_history_lists_it(app_env):
     at.run()
     assert_clean(at)
     got = cards(at)
-    n_models = len(core.registry.available_models())
+    n_models = len(core.detectors.registry.available_models())
     assert len(got) == n_models >= 1
     assert all(("SPOOF" in c) or ("BONA FIDE" in c) for c in got)
     assert at.query_params["sha"] == [sha] or at.query_params["sha"] == sha
@@ -90,7 +90,7 @@ def test_rerun_and_page_switches_recompute_nothing(app_env, monkeypatch):
     at.run()
     assert_clean(at)
 
-    from core.detect import Detector
+    from core.detectors.detect import Detector
 
     calls = {"score": 0, "load": 0}
     real_score, real_load = Detector.score, Detector.load.__func__
@@ -357,7 +357,7 @@ def test_models_page_shows_every_card(app_env):
     for spec in MODELS.values():
         assert spec.display_name in heads
     shown = texts(at)
-    for key in core.registry.available_models():
+    for key in core.detectors.registry.available_models():
         assert MODELS[key].sha256 in shown
     assert "EER 0.83 %" in shown  # the published measurement of AASIST
 

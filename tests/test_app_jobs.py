@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 import app_helpers
-import core.service
+import numpy as np
 from app_helpers import (  # noqa: F401 (fixture: app_env)
     analyse,
     app_env,
@@ -18,7 +16,9 @@ from app_helpers import (  # noqa: F401 (fixture: app_env)
     texts,
     wav_bytes,
 )
-from core.service import Engine
+
+import core.engine.service
+from core.engine.service import Engine
 
 
 def test_a_cancelled_explanation_says_so_and_offers_to_compute_again(app_env):
@@ -58,7 +58,7 @@ class UncertainExplain(app_helpers.FastExplain):
 def test_shap_error_bars_instability_and_the_grad_cam_caveat_render(app_env, monkeypatch):
     from ui import engine
 
-    monkeypatch.setattr(core.service, "EXPLAIN_BACKEND", UncertainExplain())
+    monkeypatch.setattr(core.engine.service, "EXPLAIN_BACKEND", UncertainExplain())
     a = analyse(wav_bytes(seed=13), "uncertain.wav", app_env["db"])
     model = "tssd2d" if "tssd2d" in a.verdicts else sorted(a.verdicts)[0]
     at = new_app(sha=a.sha256, model=model, method="shap")

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio import (
+from core.audio.decode import (
     SAMPLE_RATE,
     DamagedAudioError,
     EmptyFileError,
-    NoSamplesError,
     NonFiniteAudioError,
+    NoSamplesError,
     TooLongError,
     UnsupportedAudioError,
     audio_sha256,

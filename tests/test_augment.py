@@ -1,4 +1,4 @@
-"""Augmentations measured on constructed signals, degrade() conditions, and core.vocode."""
+"""Augmentations measured on constructed signals, degrade() conditions, and core.training.vocode."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from core import augment as A
+from core.training import augment as A
 
 SR = A.SAMPLE_RATE
 
@@ -192,7 +192,7 @@ def test_degrade_conditions(voiced):
             A.degrade(voiced, bad)
 
 
-# --- core.vocode ----------------------------------------------------------------------
+# --- core.training.vocode ----------------------------------------------------------------------
 
 
 def _mini_corpus(tmp_path, voiced, ids=("MS_T_0000001", "MS_T_0000002")):
@@ -210,7 +210,7 @@ def _mini_corpus(tmp_path, voiced, ids=("MS_T_0000001", "MS_T_0000002")):
 
 
 def _systems():
-    from core.vocode import _pyworld
+    from core.training.vocode import _pyworld
 
     try:
         _pyworld()
@@ -220,8 +220,8 @@ def _systems():
 
 
 def test_vocode_writes_same_length_spoofs_and_a_parseable_protocol(tmp_path, voiced):
-    from core.data import parse_protocol
-    from core.vocode import EVAL_ONLY_SYSTEMS, main
+    from core.audio.protocol import parse_protocol
+    from core.training.vocode import EVAL_ONLY_SYSTEMS, main
 
     proto, flac = _mini_corpus(tmp_path, voiced)
     out = tmp_path / "out"
@@ -247,7 +247,7 @@ def test_vocode_writes_same_length_spoofs_and_a_parseable_protocol(tmp_path, voi
 
 
 def test_vocode_refuses_eval_clips(tmp_path, voiced, capsys):
-    from core.vocode import main
+    from core.training.vocode import main
 
     proto, flac = _mini_corpus(tmp_path, voiced, ids=("MS_E_0000001",))
     rc = main(["--protocol", str(proto), "--audio-dir", str(flac), "--out",
@@ -256,7 +256,7 @@ def test_vocode_refuses_eval_clips(tmp_path, voiced, capsys):
 
 
 def test_autocorrelation_f0_finds_a_tone_and_silence():
-    from core.vocode import autocorrelation_f0
+    from core.training.vocode import autocorrelation_f0
 
     t = np.arange(SR) / SR
     x = np.concatenate([0.3 * np.sign(np.sin(2 * np.pi * 125.0 * t)), np.zeros(SR // 2)])
@@ -267,7 +267,7 @@ def test_autocorrelation_f0_finds_a_tone_and_silence():
 
 
 def test_phase_vocoder_at_rate_one_is_transparent(voiced):
-    from core.vocode import phase_vocoder_stretch
+    from core.training.vocode import phase_vocoder_stretch
 
     y = phase_vocoder_stretch(voiced, 1.0)
     assert len(y) == len(voiced)
@@ -278,9 +278,9 @@ def test_phase_vocoder_at_rate_one_is_transparent(voiced):
 def test_selection_vocoder_runs_on_dev_only_and_never_trains(tmp_path, voiced, capsys):
     """S01 (LPC vocoder) stands in for an unseen attack when choosing models: dev clips
     only, its protocol lists the dev files too, training refuses it, eval clips refused"""
-    from core.data import parse_protocol
-    from core.train import TrainConfig, train
-    from core.vocode import main
+    from core.audio.protocol import parse_protocol
+    from core.training.train import TrainConfig, train
+    from core.training.vocode import main
 
     proto, flac = _mini_corpus(tmp_path, voiced, ids=("MS_D_0000001", "MS_D_0000002"))
     out = tmp_path / "sel"

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from core.batch import run_batch
-from core.corpus import summarise_batch
-from core.service import Engine
-from core.data import parse_protocol
+from core.audio.protocol import parse_protocol
+from core.corpus.batch import run_batch
+from core.corpus.summary import summarise_batch
+from core.engine.service import Engine
 
 MODEL = "aasist-l-official"  # the cheapest real model with published weights
 

@@ -179,7 +179,7 @@ def verdicts(page) -> list[str]:
 
 def explain_for_docs(sha: str, db: str) -> None:
     """real Grad-CAM and SHAP for every model, for the README's screenshots"""
-    from core.service import Engine
+    from core.engine.service import Engine
 
     engine = Engine(db)
     for model in sorted(engine.analysis(sha).verdicts):

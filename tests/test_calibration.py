@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from core.calibrate import widening
-from core.calibration import (
+from core.audio.quality import InputQuality, QualityWarning
+from core.detectors.detect import Verdict
+from core.judgement.assessment import load_calibration
+from core.judgement.calibration import (
     Bands,
     CalibrationFile,
     CalibrationFileError,
@@ -20,10 +22,8 @@ from core.calibration import (
     fit_calibration_file,
     fit_fusion,
 )
-from core.combined import MAX_WIDEN, combine
-from core.assessment import load_calibration
-from core.detect import Verdict
-from core.quality import InputQuality, QualityWarning
+from core.judgement.combined import MAX_WIDEN, combine
+from core.training.calibrate import widening
 
 LN3 = math.log(3.0)
 
@@ -153,8 +153,8 @@ def test_pooled_fit_is_the_fit_on_clean_and_degraded_dev_concatenated(monkeypatc
     """calibrate --pool: one fit on every condition's dev scores, labels repeated"""
     import types
 
-    from core import calibrate
-    from core.data import ProtocolEntry
+    from core.audio.protocol import ProtocolEntry
+    from core.training import calibrate
 
     p, y = two_point_set()
     entries = [ProtocolEntry("S", f"F{i}", "M01" if k else "-", "spoof" if k else "bonafide", i + 1)
@@ -184,9 +184,9 @@ def test_pooled_fit_is_the_fit_on_clean_and_degraded_dev_concatenated(monkeypatc
 
 
 def test_each_attack_is_scored_by_a_fusion_fitted_without_it():
-    from core.calibrate import attack_folds, held_out_attacks, held_out_llr
-    from core.calibration import as_labels, cllr_from_llr
-    from core.data import ProtocolEntry
+    from core.audio.protocol import ProtocolEntry
+    from core.judgement.calibration import as_labels, cllr_from_llr
+    from core.training.calibrate import attack_folds, held_out_attacks, held_out_llr
 
     rng = np.random.default_rng(3)
     entries, shift = [], {"A1": 3.0, "A2": 2.5, "A3": 0.0}  # A3 looks bona fide
@@ -217,7 +217,7 @@ def test_each_attack_is_scored_by_a_fusion_fitted_without_it():
 
 
 def test_ece_interval_brackets_the_estimate_and_is_exact_where_nothing_varies():
-    from core.calibration import ece, ece_interval
+    from core.judgement.calibration import ece, ece_interval
 
     # every file at 0.9, half of each class: ECE 0.4 whichever files are drawn
     y = np.array([0, 1] * 20)

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
-from core import charts, colours
-from core.detect import WindowScore
-from core.features import cqt_frequencies
 from explanations import make_expl, make_verdict
+
+from core.audio.features import cqt_frequencies
+from core.detectors.detect import WindowScore
+from core.export import charts, colours
 
 
 def rows(spec: dict, layer: int | None = None) -> list[dict]:

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
-from core.checkpoints import CheckpointError, rename, strip_prefixes
-from core.detect import Detector
-from core.models.inc_tssdnet import IncTSSDNet
-from core.registry import MODELS, file_sha256, load_model
-from core.user_weights import add_weights, remove_weights
 from test_user_weights import direct_logits, random_state, registry_logits, wdir  # noqa: F401
+
+from core.detectors.checkpoints import CheckpointError, rename, strip_prefixes
+from core.detectors.detect import Detector
+from core.detectors.networks.inc_tssdnet import IncTSSDNet
+from core.detectors.registry import MODELS, file_sha256, load_model
+from core.detectors.user_weights import add_weights, remove_weights
 
 WRAPPERS = {
     "bare": lambda s: s,
     "state_dict": lambda s: {"state_dict": s, "epoch": 4},
-    "model": lambda s: {"model": s, "arch": "inc-tssdnet"},  # core.train's runs/*.last.pt
+    "model": lambda s: {"model": s, "arch": "inc-tssdnet"},  # core.training.train's runs/*.last.pt
     "model_state_dict": lambda s: {"epoch": 61, "model_state_dict": s, "loss": torch.zeros(3)},
     "module.": lambda s: {f"module.{k}": v for k, v in s.items()},  # DataParallel
     "lightning+ddp+compile": lambda s: {
@@ -100,8 +100,8 @@ class ToyNet(nn.Module):
 def test_published_names_are_renamed_before_the_strict_load(wdir, tmp_path):
     """An architecture whose published names differ from ours: its rename rules apply
     when the file is added and at every load; the strict load sees our names only."""
-    from core.frontends import WaveformFrontEnd
-    from core.registry import Arch, Recipe, register_arch, unregister_arch
+    from core.detectors.frontends import WaveformFrontEnd
+    from core.detectors.registry import Arch, Recipe, register_arch, unregister_arch
 
     arch = Arch(
         build=lambda config: ToyNet(), front_end=WaveformFrontEnd(1600), spoof_index=1,

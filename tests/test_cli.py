@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
-
 from conftest import ROOT
 
 SPOOF_CLIP = "MS_D_1023594"  # an M01 (espeak-ng) spoof from minispoof dev
@@ -74,12 +73,12 @@ class _FakeDetector:
     """AASIST's spec, a fixed verdict: no network is loaded."""
 
     def __init__(self):
-        from core.registry import MODELS
+        from core.detectors.registry import MODELS
 
         self.spec = MODELS["aasist-official"]
 
     def score(self, audio, progress=None):
-        from core.detect import verdict_from_windows
+        from core.detectors.detect import verdict_from_windows
 
         n = len(audio.samples)
         return verdict_from_windows(self.spec, np.array([0.9]), [0], n, seconds=0.01)
@@ -110,8 +109,8 @@ def _fake_backend(quality: dict):
 
 
 def test_analyze_text_shows_the_explanation_quality(tmp_path, capsys, monkeypatch):
-    from core import service
     from core.cli import main
+    from core.engine import service
 
     monkeypatch.setitem(service._DETECTORS, "aasist-official", _FakeDetector())
     quality = {"deletion_auc": 0.3, "deletion_auc_random": 0.4321, "n_evals": 7}

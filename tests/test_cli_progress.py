@@ -12,12 +12,12 @@ import pytest
 import soundfile as sf
 
 import core.cli.analyze
-from core.audio import window_starts
+from core.audio.decode import window_starts
 from core.cli import main
 from core.cli.analyze import file_progress
-from core.detect import verdict_from_windows
-from core.registry import MODELS
-from core.service import Engine
+from core.detectors.detect import verdict_from_windows
+from core.detectors.registry import MODELS
+from core.engine.service import Engine
 
 
 class StubDetector:

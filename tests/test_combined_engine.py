@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.calibration import fit_calibration_file
-from core.detect import verdict_from_windows
-from core.registry import MODELS
-from core.service import Engine
+from core.detectors.detect import verdict_from_windows
+from core.detectors.registry import MODELS
+from core.engine.service import Engine
+from core.judgement.calibration import fit_calibration_file
 
 SR = 16_000
 
@@ -44,7 +44,7 @@ class Fixed:
         self.p = p
 
     def score(self, audio, progress=None):
-        from core.audio import frame_windows
+        from core.audio.decode import frame_windows
 
         _, starts = frame_windows(audio.samples, self.spec.input_length, self.spec.window_hop)
         p = np.full(len(starts), self.p)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.corpus import (
+from core.corpus.summary import (
     attack_profiles,
     frequency_edges,
     frequency_profile,

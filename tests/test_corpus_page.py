@@ -5,17 +5,17 @@ import io
 import numpy as np
 import soundfile as sf
 import streamlit as st
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from core import store
-from core.audio import load_audio
+from core.audio.decode import audio_info, load_audio
+from core.corpus.summary import summarise_batch
+from core.detectors.registry import MODELS
+from core.engine.keys import explanation_key, verdict_key
+from core.engine.service import Engine
 from core.explain import EXPLAINERS, explain_params
 from core.explain.base import Explanation
-from core.keys import explanation_key, verdict_key
-from core.registry import MODELS
-from core.audio import audio_info
-from core.service import Engine
 
 MODEL = "tssd1d"
 
@@ -39,7 +39,7 @@ def _fill(db, files):
         verdict = {"p_spoof": p, "label": "spoof" if p >= 0.5 else "bonafide",
                    "max_p_spoof": p, "max_window": 0,
                    "windows": [{"start": 0.0, "end": 1.0, "p_spoof": p}], "seconds": 0.1}
-        # the keys every reader builds (core.keys), so the page finds these rows current
+        # the keys every reader builds (core.engine.keys), so the page finds these rows current
         store.get_or_compute_prediction(verdict_key(a.sha256, spec), lambda v=verdict: v, db=db)
         params = explain_params("shap", segments=len(values))
         e = Explanation(
@@ -67,7 +67,7 @@ def test_corpus_page_shows_eer_and_attack_maps(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPFAKE_PASSWORD", raising=False)
     _fill(db, [("B1", "-", "bonafide", 0.1, [0, 1]), ("B2", "-", "bonafide", 0.3, [1, 0]),
                ("S1", "A01", "spoof", 0.9, [3, 1]), ("S2", "A01", "spoof", 0.2, [1, 1])])
-    summary = Engine(db).corpus_summary("demo")
+    summary = summarise_batch(Engine(db), "demo")
     eer = {r["system"]: r for r in summary.eer}
     assert eer["A01"]["eer_percent"] == 50.0  # S2 (0.2) sits below B2 (0.3)
     [a01] = [p for p in summary.profiles if p.system == "A01"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.detect import Detector
+from core.detectors.detect import Detector
 from core.explain import explain
 from core.explain.window import clear_coalition_tables
 

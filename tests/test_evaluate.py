@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.evaluate import ScoredFile, spec_from_sidecar, summarize, write_scores
-from core.metrics import compute_eer
+from core.judgement.metrics import compute_eer, matched_eer
+from core.training.evaluate import (
+    ScoredFile,
+    format_summary,
+    spec_from_sidecar,
+    summarize,
+    write_scores,
+)
 
 
 def test_eer_perfect_separation_is_zero():
@@ -53,6 +59,62 @@ def test_eer_needs_both_classes():
         compute_eer(np.array([]), np.array([0.5]))
 
 
+def test_matched_eer_by_hand_per_source_mean_and_pooled():
+    # source a: bona fide {0.1, 0.2}, spoofs {0.3, 0.4}: separated -> 0 %
+    # source b: bona fide {0.6, 0.7}, spoofs {0.5, 0.8}: at threshold 0.7 one of two bona
+    #   fide is rejected and one of two spoofs missed -> 50 %
+    # matched = (0 + 50) / 2 = 25 %. Pooled: bona {0.1,0.2,0.6,0.7} vs spoofs
+    #   {0.3,0.4,0.5,0.8}: at 0.6, FA 2/4 (0.6, 0.7), miss 3/4 (0.3, 0.4, 0.5); at 0.5,
+    #   FA 2/4, miss 2/4 -> 50 %: pooling mixes the sources' levels, matching does not
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.5, 0.8])
+    is_spoof = np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=bool)
+    sources = np.array(["a"] * 4 + ["b"] * 4)
+    m = matched_eer(scores, is_spoof, sources)
+    assert m["per_source"]["a"]["eer"] == pytest.approx(0.0)
+    assert m["per_source"]["b"]["eer"] == pytest.approx(50.0)
+    assert m["matched"] == pytest.approx(25.0)
+    assert m["n_sources"] == 2 and m["left_out"] == {}
+    assert m["pooled"]["eer"] == pytest.approx(
+        100 * compute_eer(scores[~is_spoof], scores[is_spoof]).eer)
+    assert m["pooled"]["eer"] == pytest.approx(50.0)
+
+
+def test_matched_eer_leaves_out_a_source_without_bona_fide_and_says_so():
+    scores = np.array([0.1, 0.9, 0.95, 0.0, 0.01])
+    is_spoof = np.array([0, 1, 1, 1, 1], dtype=bool)
+    sources = np.array(["a", "a", "a", "tts-only", "tts-only"])
+    m = matched_eer(scores, is_spoof, sources)
+    # "tts-only" has spoofs scored below every bona fide: averaged in, it would be 100 %
+    assert m["per_source"]["tts-only"] == {
+        "n_bonafide": 0, "n_spoof": 2, "eer": None, "left_out": "no bona fide"}
+    assert m["left_out"] == {"tts-only": "no bona fide"}
+    assert m["matched"] == pytest.approx(0.0) and m["n_sources"] == 1
+    assert m["pooled"]["n_spoof"] == 4
+
+
+def test_matched_eer_with_no_usable_source_is_none_not_zero():
+    m = matched_eer(np.array([0.2, 0.3]), np.array([True, True]), np.array(["x", "y"]))
+    assert m["matched"] is None and m["n_sources"] == 0 and m["pooled"]["eer"] is None
+
+
+def test_summarize_matched_reads_the_first_column_and_prints_left_out_sources():
+    scored = [
+        ScoredFile("B1", "-", "bonafide", 0.1, source="pageA"),
+        ScoredFile("S1", "D001", "spoof", 0.9, source="pageA"),
+        ScoredFile("B2", "-", "bonafide", 0.9, source="pageB"),
+        ScoredFile("S2", "D002", "spoof", 0.2, source="pageB"),
+        ScoredFile("S3", "D003", "spoof", 0.5, source="pageC"),
+    ]
+    s = summarize(scored, matched=True)
+    assert s["matched"]["per_source"]["pageA"]["eer"] == 0.0
+    assert s["matched"]["per_source"]["pageB"]["eer"] == 100.0
+    assert s["matched"]["matched"] == pytest.approx(50.0)
+    text = format_summary(s)
+    assert "matched    EER  50.00 %   mean over 2 sources" in text
+    assert "pageC" in text and "left out of the mean: no bona fide" in text
+    assert "matched" not in summarize(scored)
+
+
 def _scored():
     bona = [ScoredFile(f"B{i}", "-", "bonafide", v) for i, v in enumerate([0.1, 0.2, 0.3, 0.4])]
     a = [ScoredFile(f"A{i}", "A01", "spoof", v) for i, v in enumerate([0.8, 0.9])]  # separated
@@ -83,8 +145,8 @@ def test_write_scores_format(tmp_path):
 
 def _random_tssd1d(tmp_path, seed=0):
     """an untrained tssd1d weights file with a sidecar, as `train` writes one"""
-    from core.registry import file_sha256
-    from core.train import build_net
+    from core.detectors.registry import file_sha256
+    from core.training.train import build_net
 
     torch.manual_seed(seed)
     net = build_net("tssd1d").eval()
@@ -97,10 +159,10 @@ def _random_tssd1d(tmp_path, seed=0):
 
 
 def test_evaluate_command_scores_like_the_detector(tmp_path, minispoof_dir, capsys):
-    from core.audio import load_audio
+    from core.audio.decode import load_audio
     from core.cli import main
-    from core.detect import Detector
-    from core.registry import load_model
+    from core.detectors.detect import Detector
+    from core.detectors.registry import load_model
 
     lines = (minispoof_dir / "protocols" / "minispoof.eval.txt").read_text().splitlines()
     bona = [l for l in lines if l.endswith("bonafide")][:2]

@@ -17,8 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from core.detect import Detector
-from core.explain import shapley
+from core.detectors.detect import Detector
+from core.detectors.frontends import WaveformFrontEnd
+from core.detectors.registry import ARCHS, MODELS
 from core.explain import (
     EXPLAINERS,
     METHODS,
@@ -26,11 +27,10 @@ from core.explain import (
     explain,
     explain_params,
     listenable,
+    shapley,
 )
 from core.explain.gradcam import layer_cam
 from core.explain.window import log_odds, prepare_window
-from core.frontends import WaveformFrontEnd
-from core.registry import ARCHS, MODELS
 
 SR = 16_000
 
@@ -53,7 +53,7 @@ class TinySpec:
     """the ModelSpec fields the explainers read, with a short window"""
 
     key: str
-    front_end: object  # core.frontends.FrontEnd, at the short window's length
+    front_end: object  # core.detectors.frontends.FrontEnd, at the short window's length
     spoof_index: int
     gradcam_layer: str
     sha256: str = ""
@@ -294,7 +294,7 @@ def test_default_target_is_predicted_class(spoof_index):
 
 
 def test_default_target_aasist_official_spoof_clip(official_weights_dir, minispoof_dir):
-    from core.audio import load_audio
+    from core.audio.decode import load_audio
 
     det = Detector.load("aasist-official")
     audio = load_audio(minispoof_dir / "flac" / "MS_D_1023594.flac")  # M01 spoof

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.detectors.registry import MODELS
 from core.explain import EXPLAINERS, lime, shap, shapley
-from core.registry import MODELS
 
 
 def linear_game(w):

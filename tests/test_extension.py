@@ -16,11 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.detect import Detector
-from core.explain import EXPLAINERS, explain, explain_params
-from core.explain.base import Explainer, MethodResult
-from core.frontends import WaveformFrontEnd
-from core.registry import (
+from core.detectors.detect import Detector
+from core.detectors.frontends import WaveformFrontEnd
+from core.detectors.registry import (
     ARCHS,
     MODELS,
     WEIGHTS_ENV,
@@ -34,6 +32,8 @@ from core.registry import (
     unregister_model,
     weights_dir,
 )
+from core.explain import EXPLAINERS, explain, explain_params
+from core.explain.base import Explainer, MethodResult
 
 SR = 16_000
 TOY_LENGTH = 1600  # 0.1 s windows
@@ -175,9 +175,9 @@ def write_corpus(root, n_per_class: int, prefix: str) -> str:
 
 
 def test_train_one_epoch_of_the_toy_arch(toy_spec, tmp_path):
-    from core.evaluate import spec_from_sidecar
-    from core.registry import load_model
     from core.cli.train import add_cli
+    from core.detectors.registry import load_model
+    from core.training.evaluate import spec_from_sidecar
 
     audio = tmp_path / "audio"
     audio.mkdir()
@@ -235,8 +235,8 @@ def test_toy_arch_through_engine_analyze(toy_spec, toy_method, tmp_path):
     built-in ones: analyze (stored), explain (stored), and a repeat view from the store."""
     import io
 
-    from core.service import Engine
-    from core.keys import verdict_key, verdict_params
+    from core.engine.keys import verdict_key, verdict_params
+    from core.engine.service import Engine
 
     assert verdict_params(toy_spec) == {
         "n_samples": TOY_LENGTH, "hop": TOY_LENGTH // 2, "frontend": "waveform",

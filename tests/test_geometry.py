@@ -6,11 +6,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from explanations import make_expl
 
+from core.audio.features import cqt_frequencies
 from core.explain import agreement as agr
 from core.explain import geometry as geo
-from core.features import cqt_frequencies
-from explanations import make_expl
 
 PATCHES = [[0, 1, 100, 500], [0, 1, 500, 1000], [1, 2, 100, 500], [1, 2, 500, 1000]]
 

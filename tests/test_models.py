@@ -1,26 +1,24 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from core.detect import Detector, p_spoof_from_logits, verdict_from_windows
-from core.features import (
+from core.audio.features import (
     CQT_BINS,
     CQT_N_SAMPLES,
     cqt_frequencies,
     cqt_log_power,
     cqt_magnitude,
 )
-from core.models.aasist import AASIST, AASIST_CONFIG, AASIST_L_CONFIG
-from core.models.tssdnet import CQTResTSSDNet, ResTSSDNet
-from core.registry import (
+from core.detectors.detect import Detector, p_spoof_from_logits, verdict_from_windows
+from core.detectors.networks.aasist import AASIST, AASIST_CONFIG, AASIST_L_CONFIG
+from core.detectors.networks.tssdnet import CQTResTSSDNet, ResTSSDNet
+from core.detectors.registry import (
     ARCHS,
     MODELS,
     WeightsError,
     available_models,
-    build_model,
     load_model,
     weights_status,
 )
@@ -63,12 +61,12 @@ def test_front_ends_and_stored_names():
     assert MODELS["aasist-official"].config == ARCHS["aasist"].default_config
     assert MODELS["aasist-l-official"].config == ARCHS["aasist-l"].default_config
     assert n_params(ARCHS["aasist-l"].build(ARCHS["aasist-l"].default_config)) == 85_306
-    # training recipes moved from core.train onto the architectures
+    # training recipes moved from core.training.train onto the architectures
     assert (ARCHS["tssd1d"].recipe.lr, ARCHS["aasist"].recipe.weight_decay) == (1e-3, 1e-4)
 
 
 def test_verdict_params_keep_the_stored_key():
-    from core.keys import verdict_params
+    from core.engine.keys import verdict_params
 
     assert verdict_params(MODELS["tssd2d"]) == {
         "n_samples": 102_400, "hop": 51_200, "frontend": "cqt", "threshold": 0.5
@@ -126,7 +124,7 @@ def test_missing_weights_name_the_file_and_the_fix(tmp_path, monkeypatch):
 
 
 def test_fetch_rejects_a_wrong_file(tmp_path, monkeypatch):
-    from core.registry import fetch_weights
+    from core.detectors.registry import fetch_weights
 
     src = tmp_path / "src"
     src.mkdir()
@@ -217,7 +215,7 @@ def test_cqt_matches_librosa():
 def test_aasist_fast_inference_path_keeps_the_outputs(official_weights_dir, aasist_official_dir, key, ref_name):
     """scoring (no autograd: folded batch norm, in-place ops) = the autograd path and
     the published logits within 1e-5; max-pool by strided slices = nn.MaxPool2d exactly"""
-    from core.models.aasist import MaxPoolW3
+    from core.detectors.networks.aasist import MaxPoolW3
 
     ref = json.loads((aasist_official_dir / "reference_logits.json").read_text())
     x = torch.from_numpy(np.load(aasist_official_dir / "reference_logits.inputs.npy"))
@@ -230,7 +228,7 @@ def test_aasist_fast_inference_path_keeps_the_outputs(official_weights_dir, aasi
     m = torch.randn(2, 8, 5, 301)
     for width in (301, 300, 4, 3):
         assert torch.equal(MaxPoolW3()(m[..., :width]), torch.nn.functional.max_pool2d(m[..., :width], (1, 3)))
-    from core.models.aasist import max_pool_3x3
+    from core.detectors.networks.aasist import max_pool_3x3
 
     z = torch.randn(2, 1, 70, 302)
     for rows, width in ((70, 302), (70, 300), (69, 4), (3, 3), (4, 8)):

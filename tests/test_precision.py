@@ -1,4 +1,4 @@
-"""Scoring arithmetic (core.precision): the bfloat16 rule, its override, and that a
+"""Scoring arithmetic (core.detectors.precision): the bfloat16 rule, its override, and that a
 bfloat16 AASIST really computes in bfloat16 and stays close to float32."""
 
 from types import SimpleNamespace
@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import core.calibrate as calibrate
-import core.precision as precision
-from core.data import ProtocolEntry
-from core.detect import Detector
-from core.registry import ARCHS, MODELS
-
+import core.detectors.precision as precision
+import core.training.calibrate as calibrate
+from core.audio.protocol import ProtocolEntry
+from core.detectors.detect import Detector
+from core.detectors.registry import ARCHS, MODELS
 
 ALLOWED = MODELS["aasist"]  # its architecture has cpu_bf16 set
 NOT_ALLOWED = MODELS["tssd2d"]
@@ -39,7 +38,7 @@ def test_auto_uses_bf16_only_for_allowed_archs_on_a_cpu_with_native_support(monk
 
 
 def test_shipped_archs_that_score_in_bf16():
-    # measured (core.precision): AASIST only; AASIST-L and the Res-TSSDNets moved too much
+    # measured (core.detectors.precision): AASIST only; AASIST-L and the Res-TSSDNets moved too much
     assert {k for k, a in ARCHS.items() if a.cpu_bf16} == {"aasist"}
 
 
@@ -110,7 +109,7 @@ def test_cached_scores_keep_bf16_and_fp32_apart(tmp_path, monkeypatch):
 
 
 def test_model_cards_say_how_this_server_scores_each_model(monkeypatch, native):
-    from core.cards import model_cards
+    from core.engine.cards import model_cards
 
     native(True)
     monkeypatch.delenv(precision.PRECISION_ENV, raising=False)

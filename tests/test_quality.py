@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from core import quality
-from core.quality import assess
+from core.audio import quality
+from core.audio.quality import assess
 
 SR = 16_000
 

@@ -1,5 +1,5 @@
-"""core.ray_cluster: weights and audio shipped to workers, GPU shares, and a real
-two-node run (core.ray_connect's own tests are in tests/test_ray_connect.py).
+"""core.corpus.ray_cluster: weights and audio shipped to workers, GPU shares, and a real
+two-node run (core.corpus.ray_connect's own tests are in tests/test_ray_connect.py).
 
 The two-node tests use benchmarks.cluster: a Ray head plus a second node in its own
 mount namespace, where the project, ../shared and the corpus are hidden (empty tmpfs)
@@ -18,18 +18,18 @@ import threading
 
 import numpy as np
 import pytest
-
 from conftest import MINISPOOF, ROOT, SHARED, require_shared
 from test_ray_connect import batch_argv
-from core import batch, ray_cluster, ray_connect
-from core.batch import Task, run_batch
+
+from core.audio.protocol import ProtocolEntry, parse_protocol
 from core.cli import main
-from core.data import ProtocolEntry, parse_protocol
-from core.detect import Detector
-from core.ray_cluster import ShippedWeights
-from core.ray_connect import ClusterError
-from core.registry import MODELS, WeightsError, weights_dir
-from core.service import Engine
+from core.corpus import batch, ray_cluster, ray_connect
+from core.corpus.batch import Task, run_batch
+from core.corpus.ray_cluster import ShippedWeights
+from core.corpus.ray_connect import ClusterError
+from core.detectors.detect import Detector
+from core.detectors.registry import MODELS, WeightsError, weights_dir
+from core.engine.service import Engine
 
 MODEL = "tssd1d"  # the cheapest shipped model: weights in the project's weights/
 

@@ -1,4 +1,4 @@
-"""core.ray_connect: what a job ships, and one-line errors for a cluster that cannot be used.
+"""core.corpus.ray_connect: what a job ships, and one-line errors for a cluster that cannot be used.
 
 No cluster is started here (tests/test_ray_cluster.py runs a real one): ray.init is
 replaced where a test needs Ray's answer, and what it writes to fd 2 is what Ray's C++
@@ -11,12 +11,12 @@ import os
 import socket
 
 import pytest
-
 from conftest import ROOT
-from core import ray_connect
+
 from core.cli import main
-from core.ray_connect import ClusterError
-from core.service import Engine
+from core.corpus import ray_connect
+from core.corpus.ray_connect import ClusterError
+from core.engine.service import Engine
 
 MODEL = "tssd1d"
 
@@ -27,7 +27,7 @@ MODEL = "tssd1d"
 def test_runtime_env_ships_the_core_package_without_data_and_with_the_pins():
     env = ray_connect.runtime_env(pip=True)
     (core_dir,) = env["py_modules"]
-    assert os.path.samefile(core_dir, ROOT / "core") and (ROOT / "core" / "batch.py").exists()
+    assert os.path.samefile(core_dir, ROOT / "core") and (ROOT / "core" / "corpus" / "batch.py").exists()
     for pattern in ("__pycache__", "*.db", "*.pt", "*.pth", "*.npy", "*.flac"):
         assert pattern in env["excludes"]
     text = (ROOT / "requirements.txt").read_text()

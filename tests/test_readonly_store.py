@@ -21,9 +21,9 @@ import soundfile as sf
 from sqlite_utils import Database
 
 from core import store
-from core.detect import verdict_from_windows
-from core.registry import MODELS
-from core.service import Engine
+from core.detectors.detect import verdict_from_windows
+from core.detectors.registry import MODELS
+from core.engine.service import Engine
 from core.store import READONLY_ENV, StoreError, schema
 
 AS_ROOT = os.geteuid() == 0
@@ -46,7 +46,7 @@ class StubDetector:
         self.spec = dataclasses.replace(base, key="stub", sha256="5" * 64)
 
     def score(self, audio, progress=None):
-        from core.audio import window_starts
+        from core.audio.decode import window_starts
 
         starts = window_starts(len(audio.samples), self.spec.input_length, self.spec.window_hop)
         p = np.full(len(starts), 0.8)

@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import ROOT
-from core import colours, report
-from core.report_svg import svg_bands
 from explanations import make_analysis, make_expl, make_verdict
+
+from core.export import colours, report
+from core.export.report_svg import svg_bands
 
 GENERATED = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -81,7 +81,7 @@ def test_svg_bands_scale_to_the_strongest_band():
 
 
 def test_the_report_does_not_import_altair():
-    code = "import sys, core.report; print('altair' in sys.modules, 'core.charts' in sys.modules)"
+    code = "import sys, core.export.report; print('altair' in sys.modules, 'core.export.charts' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "False"]
@@ -90,8 +90,8 @@ def test_the_report_does_not_import_altair():
 def test_the_report_leads_with_the_combined_verdict_and_lists_warnings():
     import dataclasses
 
-    from core.combined import Combined
-    from core.quality import InputQuality, QualityWarning
+    from core.audio.quality import InputQuality, QualityWarning
+    from core.judgement.combined import Combined
 
     combined = Combined(p_spoof=0.62, band="uncertain", models_disagree=True,
                         models=("a", "b"), calibrated={"a": 0.9, "b": 0.2}, lo=0.1, hi=0.9,

@@ -7,7 +7,7 @@ import time
 
 from test_combined_engine import Fixed, speech, wav
 
-from core.service import Engine
+from core.engine.service import Engine
 
 
 class Slow(Fixed):
@@ -49,15 +49,15 @@ def test_a_stored_view_is_served_while_a_long_analysis_holds_the_model(tmp_path)
     assert finished["stored"] - t0 < 1.5  # nowhere near the 3-s computation
 
 
-# ---------------------------------------------------------------- fair turns (core.scheduler)
+# ---------------------------------------------------------------- fair turns (core.detectors.scheduler)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from test_extension import clip, toy_spec  # noqa: E402,F401 (fixture)
 
-from core.detect import Detector  # noqa: E402
-from core.scheduler import CancelToken, FairLock, JobCancelled, compute_lock  # noqa: E402
+from core.detectors.detect import Detector  # noqa: E402
+from core.detectors.scheduler import CancelToken, FairLock, JobCancelled, compute_lock  # noqa: E402
 
 
 def wait_until(cond, timeout: float = 5.0) -> None:
@@ -89,7 +89,7 @@ def test_fair_lock_grants_turns_in_arrival_order_and_is_reentrant():
 
 
 def test_less_remaining_work_goes_first_but_a_long_waiter_is_not_passed_forever():
-    import core.scheduler as sched
+    import core.detectors.scheduler as sched
 
     clock = [100.0]
     lock = FairLock("t", clock=lambda: clock[0])
@@ -124,7 +124,7 @@ def test_less_remaining_work_goes_first_but_a_long_waiter_is_not_passed_forever(
 
 
 def test_short_jobs_pass_overdue_long_ones_until_those_starve():
-    import core.scheduler as sched
+    import core.detectors.scheduler as sched
 
     clock = [100.0]
     lock = FairLock("t", clock=lambda: clock[0])
@@ -159,7 +159,7 @@ def test_short_jobs_pass_overdue_long_ones_until_those_starve():
 
 
 def test_a_detector_measures_its_pace_and_keeps_turns_short(toy_spec):
-    from core.detect import BATCH_SIZE, SHORT_WORK_SECONDS, TURN_SECONDS
+    from core.detectors.detect import BATCH_SIZE, SHORT_WORK_SECONDS, TURN_SECONDS
 
     det = Detector.load("toy-model", device="cpu")
     assert det.seconds_per_window is None and det.turn_size() == 1  # unmeasured: one window

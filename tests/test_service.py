@@ -1,4 +1,4 @@
-"""core.service.Engine: verdicts and explanations through the store, once each; two
+"""core.engine.service.Engine: verdicts and explanations through the store, once each; two
 processes; batch and dashboard share keys (CLI and old stores: test_service_cli.py)."""
 
 from __future__ import annotations
@@ -12,13 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from core import service, store
-from core.audio import AudioError
-from core.batch import run_batch
-from core.data import ProtocolEntry
-from core.registry import MODELS
-from core.service import Engine
 from service_helpers import (  # noqa: F401 (fixtures: db_path, fakes)
     FakeDetector,
     analyze_bytes,
@@ -30,6 +23,14 @@ from service_helpers import (  # noqa: F401 (fixtures: db_path, fakes)
     load_explanations,
     wav_bytes,
 )
+
+from core import store
+from core.audio.decode import AudioError
+from core.audio.protocol import ProtocolEntry
+from core.corpus.batch import run_batch
+from core.detectors.registry import MODELS
+from core.engine import service
+from core.engine.service import Engine
 
 # ------------------------------------------------------------------------ verdicts
 

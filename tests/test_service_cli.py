@@ -9,10 +9,11 @@ import shutil
 
 from service_helpers import CLIP, ROOT, FakeDetector, fake_backend, wav_bytes
 
-from core import keys, service, store
+from core import store
+from core.detectors.registry import MODELS
+from core.engine import keys, service
+from core.engine.service import Engine
 from core.explain import EXPLAINERS
-from core.registry import MODELS
-from core.service import Engine
 
 # ---------------------------------------------------------------------------- CLI
 

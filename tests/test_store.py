@@ -11,10 +11,6 @@ import sqlite3
 
 import numpy as np
 import pytest
-
-from core import store
-from core.keys import ExplanationKey, VerdictKey
-from core.store import StoreError
 from store_helpers import (  # noqa: F401 (db_path: fixture)
     SHA,
     VERDICT,
@@ -22,6 +18,10 @@ from store_helpers import (  # noqa: F401 (db_path: fixture)
     _info,
     db_path,
 )
+
+from core import store
+from core.store import StoreError
+from core.store.keys import ExplanationKey, VerdictKey
 
 # -------------------------------------------------------------------- round trips
 

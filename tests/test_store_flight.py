@@ -10,11 +10,11 @@ import threading
 import time
 
 import pytest
+from store_helpers import SHA, Counter, db_path  # noqa: F401 (db_path: fixture)
 
 from core import store
-from core.keys import VerdictKey
+from core.engine.keys import VerdictKey
 from core.store.flight import _HOST
-from store_helpers import SHA, Counter, db_path  # noqa: F401 (db_path: fixture)
 
 
 def test_single_flight_across_threads(db_path):

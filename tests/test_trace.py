@@ -1,4 +1,4 @@
-"""core.trace: where an analysis' time goes (phases, queueing for turns), as JSON lines."""
+"""core.engine.trace: where an analysis' time goes (phases, queueing for turns), as JSON lines."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import time
 
 from test_combined_engine import Fixed, speech, wav
 
-from core.scheduler import FairLock, waited_seconds
-from core.service import Engine
-from core.trace import TRACE_ENV, Trace, read_trace
+from core.detectors.scheduler import FairLock, waited_seconds
+from core.engine.service import Engine
+from core.engine.trace import TRACE_ENV, Trace, read_trace
 
 
 class Queued(Fixed):
-    """scores inside a turn on ``lock`` (as core.detect.Detector does per batch)"""
+    """scores inside a turn on ``lock`` (as core.detectors.detect.Detector does per batch)"""
 
     def __init__(self, key: str, p: float, lock: FairLock):
         super().__init__(key, p)

@@ -10,7 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.data import ProtocolError, check_audio, count_labels, crop_or_tile, parse_protocol
+from core.audio.protocol import (
+    ProtocolError,
+    check_audio,
+    count_labels,
+    crop_or_tile,
+    parse_protocol,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,8 +87,8 @@ def _subset(minispoof_dir, tmp_path, n_per_class, split="train", name="p.txt"):
 
 @pytest.mark.parametrize("augmented", [False, True], ids=["plain", "augmented"])
 def test_one_epoch_lowers_training_loss(minispoof_dir, tmp_path, augmented):
-    from core.augment import AugmentConfig, Augmenter
-    from core.train import build_net, class_weights, load_train_data, run_epoch
+    from core.training.augment import AugmentConfig, Augmenter
+    from core.training.train import build_net, class_weights, load_train_data, run_epoch
 
     torch.manual_seed(0)
     entries = parse_protocol(_subset(minispoof_dir, tmp_path, 6))
@@ -107,9 +113,9 @@ def test_one_epoch_lowers_training_loss(minispoof_dir, tmp_path, augmented):
 
 def test_train_writes_best_state_dict_and_sidecar(minispoof_dir, tmp_path, capsys):
     from core.cli import main
-    from core.evaluate import spec_from_sidecar
-    from core.registry import file_sha256, load_model
-    from core.train import build_net, checkpoint_path, epoch_path
+    from core.detectors.registry import file_sha256, load_model
+    from core.training.evaluate import spec_from_sidecar
+    from core.training.train import build_net, checkpoint_path, epoch_path
 
     train_p = _subset(minispoof_dir, tmp_path, 3, "train", "train.txt")
     dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
@@ -155,7 +161,7 @@ def test_train_writes_best_state_dict_and_sidecar(minispoof_dir, tmp_path, capsy
 
 
 def test_resume_continues_from_the_checkpoint(minispoof_dir, tmp_path):
-    from core.train import TrainConfig, train
+    from core.training.train import TrainConfig, train
 
     train_p = _subset(minispoof_dir, tmp_path, 2, "train", "train.txt")
     dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
@@ -170,8 +176,8 @@ def test_resume_continues_from_the_checkpoint(minispoof_dir, tmp_path):
 def test_augmented_crops_are_seeded_and_feature_models_get_them_raw(minispoof_dir, tmp_path):
     """--augment: each crop is augmented from (seed, epoch, file); a CQT model then reads
     waveforms and computes its features per crop, matching its cached-feature input."""
-    from core.augment import AugmentConfig, Augmenter
-    from core.train import load_train_data
+    from core.training.augment import AugmentConfig, Augmenter
+    from core.training.train import load_train_data
 
     entries = parse_protocol(_subset(minispoof_dir, tmp_path, 2))
     groups = [(entries, minispoof_dir / "flac")]
@@ -228,14 +234,14 @@ def test_extra_training_data_is_counted_and_recorded(minispoof_dir, tmp_path):
     assert side["data"]["extra_train"] == [
         {"protocol": str(extra_dir / "extra.txt"), "audio_dir": str(extra_dir / "flac")}
     ]
-    assert side["recipe"]["augment"].startswith("core.augment.Augmenter")
+    assert side["recipe"]["augment"].startswith("core.training.augment.Augmenter")
     assert "--extra" in side["command"] and "--augment" in side["command"]
 
 
 def test_init_reads_wrapped_checkpoints_and_refuses_foreign_files(minispoof_dir, tmp_path, capsys):
     from core.cli import main
-    from core.registry import file_sha256
-    from core.train import build_net
+    from core.detectors.registry import file_sha256
+    from core.training.train import build_net
 
     train_p = _subset(minispoof_dir, tmp_path, 2, "train", "train.txt")
     dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
@@ -266,10 +272,10 @@ def test_init_reads_wrapped_checkpoints_and_refuses_foreign_files(minispoof_dir,
 
 def test_dev_degrade_selects_by_mean_of_clean_and_degraded_dev(minispoof_dir, tmp_path, capsys):
     """--dev-degrade: dev scored under each condition, the epoch picked by the mean EER"""
-    from core.augment import parse_degradation
     from core.cli import main
-    from core.robustness import condition_seed
-    from core.dev_selection import load_degraded_dev, selection_score
+    from core.training.augment import parse_degradation
+    from core.training.dev_selection import load_degraded_dev, selection_score
+    from core.training.robustness import condition_seed
 
     dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
     entries = parse_protocol(dev_p)
@@ -304,3 +310,45 @@ def test_dev_degrade_selects_by_mean_of_clean_and_degraded_dev(minispoof_dir, tm
     with pytest.raises(SystemExit):
         main(["train", "--arch", "tssd1d", "--protocol", str(train_p), "--audio-dir", "x",
               "--dev-protocol", str(dev_p), "--out", str(out), "--dev-degrade", "vinyl"])
+
+
+def test_matched_dev_joins_the_epoch_choice_and_sources_are_recorded(minispoof_dir, tmp_path, capsys):
+    """--matched-dev: a dev set scored per source (first column); the selection score is the
+    mean of the usual dev score and its matched EER; the sidecar lists every training
+    protocol's first-column values and systems (what the leakage test reads)"""
+    from core.cli import main
+
+    train_p = _subset(minispoof_dir, tmp_path, 2, "train", "train.txt")
+    dev_p = _subset(minispoof_dir, tmp_path, 2, "dev", "dev.txt")
+    # a two-source dev set: each source one bona fide + one spoof, first column = source
+    dev = parse_protocol(_subset(minispoof_dir, tmp_path, 2, "dev", "d2.txt"))
+    bona = [e for e in dev if not e.is_spoof]
+    spoof = [e for e in dev if e.is_spoof]
+    lines = [f"page{i} {b.file_id} - - bonafide\npage{i} {s.file_id} - {s.system} spoof"
+             for i, (b, s) in enumerate(zip(bona, spoof))]  # fmt: skip
+    lines.append(f"tts-only {spoof[0].file_id}X - D9 spoof")  # no bona fide: left out
+    minispoof_flac = minispoof_dir / "flac"
+    links = tmp_path / "links"
+    links.mkdir()
+    for e in dev:
+        (links / f"{e.file_id}.flac").symlink_to(minispoof_flac / f"{e.file_id}.flac")
+    (links / f"{spoof[0].file_id}X.flac").symlink_to(minispoof_flac / f"{spoof[0].file_id}.flac")
+    matched_p = tmp_path / "matched.txt"
+    matched_p.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "m.pt"
+    rc = main(["train", "--arch", "tssd1d", "--protocol", str(train_p),
+               "--audio-dir", str(minispoof_flac), "--dev-protocol", str(dev_p),
+               "--matched-dev", str(matched_p), str(links),
+               "--out", str(out), "--epochs", "1", "--batch-size", "4", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    (h,) = side["history"]
+    (m,) = h["dev_matched_eer"].values()
+    assert 0.0 <= m <= 1.0
+    assert h["dev_select"] == pytest.approx((h["dev_eer"] + m) / 2, abs=1e-6)
+    assert side["data"]["matched_dev"] == [{"protocol": str(matched_p), "audio_dir": str(links)}]
+    sources = side["data"]["train_sources"][str(train_p)]
+    assert sources["first_column"] == sorted({e.speaker for e in parse_protocol(train_p)})
+    assert sources["systems"] == sorted({e.system for e in parse_protocol(train_p) if e.is_spoof})
+    assert "--matched-dev" in side["command"] and "matched EER" in side["recipe"]["selection"]
+    assert "matched dev EER" in capsys.readouterr().out

@@ -8,8 +8,6 @@ import ast
 import re
 import tomllib
 
-import ui
-import ui.gate
 from app_helpers import (  # noqa: F401 (fixture: app_env)
     ROOT,
     analyse,
@@ -19,6 +17,9 @@ from app_helpers import (  # noqa: F401 (fixture: app_env)
     texts,
     wav_bytes,
 )
+
+import ui
+import ui.gate
 from core.explain import EXPLAINERS, explain_params
 from core.explain.base import Explainer
 
@@ -47,7 +48,7 @@ def test_the_gate_and_sidebar_draw_without_heavy_imports():
 
     code = (
         "import sys, ui.gate, ui.markup, ui.access\n"
-        "heavy = [m for m in ('torch', 'captum', 'sklearn', 'altair', 'core.service', "
+        "heavy = [m for m in ('torch', 'captum', 'sklearn', 'altair', 'core.engine.service', "
         "'ui.engine') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
@@ -87,7 +88,7 @@ def test_ui_package_layers():
         assert store <= {"StoreError", "NotStoredError"}, (name, store)
         assert ("core", "store") not in imported, name
         if name != "ui/engine.py":
-            assert "core.service" not in modules and ("core", "service") not in imported, name
+            assert "core.engine.service" not in modules and ("core", "service") not in imported, name
         assert not re.search(r"\bdb\s*=", src), f"{name} threads a store path by hand"
         assert not re.search(r"\*,[^)]*\bkey: str", src), (
             f"{name}: widget key prefixes are prefix=, key means a model key"
@@ -119,7 +120,7 @@ def test_a_new_explanation_method_needs_no_ui_edit(app_env, monkeypatch):
 
 
 def test_one_colour_helper_for_verdicts_and_badges():
-    from core.colours import BONAFIDE_BLUE, NEUTRAL, SPOOF_RED
+    from core.export.colours import BONAFIDE_BLUE, NEUTRAL, SPOOF_RED
     from ui import widgets
 
     assert widgets.verdict_style(1.0) == f"background:{SPOOF_RED};color:#ffffff"

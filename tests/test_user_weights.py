@@ -17,12 +17,12 @@ import soundfile as sf
 import torch
 import torch.nn as nn
 
-from core import registry, service
 from core.cli import main
-from core.detect import Detector
-from core.models.inc_tssdnet import IncTSSDNet
-from core.models.tssdnet import ResTSSDNet
-from core.registry import (
+from core.detectors import registry
+from core.detectors.detect import Detector
+from core.detectors.networks.inc_tssdnet import IncTSSDNet
+from core.detectors.networks.tssdnet import ResTSSDNet
+from core.detectors.registry import (
     MODELS,
     PROJECT_ROOT,
     WEIGHTS_ENV,
@@ -31,8 +31,9 @@ from core.registry import (
     load_user_models,
     user_registry_problems,
 )
-from core.user_registry import REGISTRY_NAME
-from core.user_weights import add_weights, remove_weights
+from core.detectors.user_registry import REGISTRY_NAME
+from core.detectors.user_weights import add_weights, remove_weights
+from core.engine import service
 
 SR = 16_000
 
@@ -175,7 +176,7 @@ def write_corpus(root, prefix: str, n_per_class: int = 2) -> str:
 
 
 def test_train_register_gives_the_trained_logits(wdir, tmp_path, capsys):
-    from core.cards import model_cards
+    from core.engine.cards import model_cards
 
     audio = tmp_path / "audio"
     audio.mkdir()

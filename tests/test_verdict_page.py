@@ -8,12 +8,12 @@ import re
 
 import numpy as np
 import pytest
-
 from app_helpers import app_env, assert_clean, new_app, texts, wav_bytes  # noqa: F401
-from core.assessment import calibration_metrics_path, calibration_path
-from core.calibration import fit_calibration_file, reliability
-from core.registry import MODELS
-from core.service import Engine
+
+from core.detectors.registry import MODELS
+from core.engine.service import Engine
+from core.judgement.assessment import calibration_metrics_path, calibration_path
+from core.judgement.calibration import fit_calibration_file, reliability
 
 
 @pytest.fixture
@@ -104,8 +104,8 @@ def test_models_page_shows_bands_metrics_and_reliability(calibrated_env):
 
 
 def test_a_user_added_model_gets_its_badge_and_verdicts(app_env, official_weights_dir, aasist_official_dir):
-    from core.registry import MODELS, load_user_models
-    from core.user_weights import add_weights
+    from core.detectors.registry import MODELS, load_user_models
+    from core.detectors.user_weights import add_weights
 
     try:
         add_weights("my-aasist-l", arch="aasist-l", file=aasist_official_dir / "AASIST-L.pth",

@@ -8,9 +8,10 @@ import pytest
 from test_combined_engine import wav
 from test_extension import clip, toy_spec  # noqa: F401 (fixture)
 
-from core import keys, store
-from core.detect import Detector, select_windows
-from core.service import Engine
+from core import store
+from core.detectors.detect import Detector, select_windows
+from core.engine import keys
+from core.engine.service import Engine
 
 
 def test_select_windows_spreads_the_cap_from_first_to_last():
@@ -88,8 +89,8 @@ def test_analyze_cli_takes_a_cap(toy_spec, tmp_path, capsys):
 
 def test_windows_without_an_index_take_their_position():
     """hand-made verdicts and rows stored before the cap: index = place in the verdict"""
-    from core.detect import Verdict, WindowScore
-    from core.results import verdict_from_row
+    from core.detectors.detect import Verdict, WindowScore
+    from core.engine.results import verdict_from_row
 
     v = Verdict("m", "w" * 64, 0.5, "spoof", 0.7, 1, [WindowScore(0.0, 4.0, 0.3), WindowScore(2.0, 6.0, 0.7)])
     assert [w.index for w in v.windows] == [0, 1] and v.window_at(1).p_spoof == 0.7

@@ -8,9 +8,9 @@ import io
 import numpy as np
 import soundfile as sf
 
-from core.audio import frame_windows, load_audio
-from core.detect import BATCH_SIZE, Detector
-from core.service import Engine
+from core.audio.decode import frame_windows, load_audio
+from core.detectors.detect import BATCH_SIZE, Detector
+from core.engine.service import Engine
 
 
 def long_clip(seconds: float = 30.0) -> np.ndarray:

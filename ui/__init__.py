@@ -2,7 +2,7 @@
 
     ui.gate       access password, page_setup (first call of every page), sidebar
     ui.access     the gate's rules (no streamlit): settings, networks, rate limiter
-    ui.engine     the one core.service.Engine per server and cached adapters over it
+    ui.engine     the one core.engine.service.Engine per server and cached adapters over it
     ui.links      share URLs and reading the query string
     ui.widgets    drawing blocks shared by pages: verdict cards, badges, exports, ...
     ui.verdict    the combined verdict, input warnings, calibration (Models page)
@@ -14,7 +14,6 @@ Only ui.engine talks to the engine; the views draw what it returns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 
 # the browser tab's icon: an emoji is drawn by the browser itself, while a :material/...:
 # favicon would be fetched from fonts.gstatic.com (unreachable on an offline LAN)

@@ -1,11 +1,11 @@
-"""The dashboard's only door to the engine: one core.service.Engine per server.
+"""The dashboard's only door to the engine: one core.engine.service.Engine per server.
 
 The Engine is held by ``st.cache_resource``, keyed by the store path in $DEEPFAKE_DB, so
 every session shares its detectors and locks and no page threads a path by hand. The
 adapters below add what only the dashboard needs: the upload size limit, short-lived
 caches (model list, model cards, decoded audio, spectrograms) and the clearing of those
-caches when an analysis is deleted. Everything returned is typed (core.results.Analysis,
-core.detect.Verdict, core.explain.base.Explanation) or a store row for the history.
+caches when an analysis is deleted. Everything returned is typed (core.engine.results.Analysis,
+core.detectors.detect.Verdict, core.explain.base.Explanation) or a store row for the history.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import report
-from core.audio import SAMPLE_RATE, AudioError
-from core.registry import MODELS, weights_dir
-from core.results import Analysis, ExplainResult
-from core.service import Engine, Progress
+from core.audio.decode import SAMPLE_RATE, AudioError
+from core.corpus.summary import summarise_batch
+from core.detectors.registry import MODELS, weights_dir
+from core.engine.results import Analysis, ExplainResult
+from core.engine.service import Engine, Progress
+from core.export import report
 
 DB_ENV = "DEEPFAKE_DB"
 # How long a thread may hold the GIL while others wait (Python's default: 5 ms). A
@@ -69,8 +70,8 @@ _USER_REGISTRY_SEEN: dict[str, int | None] = {}
 
 def refresh_user_models(directory: str) -> None:
     """Merge `weights add` / `weights remove` made while the server runs (on change)."""
-    from core.registry import load_user_models
-    from core.user_registry import registry_path
+    from core.detectors.registry import load_user_models
+    from core.detectors.user_registry import registry_path
 
     path = registry_path(directory)
     mtime = path.stat().st_mtime_ns if path.exists() else None
@@ -95,7 +96,7 @@ def model_name(key: str) -> str:
 
 
 def model_cards() -> list[dict]:
-    """What the Models page shows per registered model (core.cards; every 30 s)."""
+    """What the Models page shows per registered model (core.engine.cards; every 30 s)."""
     return _model_cards(str(weights_dir()))
 
 
@@ -230,7 +231,7 @@ def window_cqt(sha: str, start: float, end: float) -> np.ndarray | None:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _window_cqt(db: str, sha: str, start: float, end: float) -> np.ndarray | None:
-    from core.features import cqt_log_power
+    from core.audio.features import cqt_log_power
 
     x = audio_samples(sha)
     if x is None:
@@ -251,18 +252,18 @@ def batch_files(name: str) -> list[dict]:
 
 
 def corpus_summary(name: str, updated: str):
-    """Per-attack results of a batch (core.corpus.CorpusSummary), cached per update."""
+    """Per-attack results of a batch (core.corpus.summary.CorpusSummary), cached per update."""
     return _corpus_summary(db_path(), name, updated)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _corpus_summary(db: str, name: str, updated: str):
-    return engine().corpus_summary(name)
+    return summarise_batch(engine(), name)
 
 
 def calibration_metrics_path():
     """calibration.metrics.json next to the calibration file (core.cli.calibrate)."""
-    from core.assessment import calibration_metrics_path
+    from core.judgement.assessment import calibration_metrics_path
 
     return calibration_metrics_path()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.colours import BONAFIDE_BLUE, SPOOF_RED
+from core.export.colours import BONAFIDE_BLUE, SPOOF_RED
 from ui import FAVICON, PAGES, access
 from ui.access import PASSWORD_ENV, PASSWORD_SECRET, AccessConfig, AccessConfigError
 from ui.markup import badge

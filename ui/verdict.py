@@ -2,7 +2,7 @@
 disagree" flag, the input warnings with their measured values, and (Models page) how
 well the calibration measured on a held-out protocol, with its reliability diagram.
 
-Reads core.combined.Combined and core.quality.InputQuality from an Analysis, and the
+Reads core.judgement.combined.Combined and core.audio.quality.InputQuality from an Analysis, and the
 calibration metrics file written by `python -m core calibrate --eval-protocol`.
 """
 
@@ -12,9 +12,9 @@ import json
 
 import streamlit as st
 
-from core.colours import BONAFIDE_BLUE, SPOOF_RED
-from core.combined import BAND_LABELS, Combined
-from core.results import Analysis
+from core.engine.results import Analysis
+from core.export.colours import BONAFIDE_BLUE, SPOOF_RED
+from core.judgement.combined import BAND_LABELS, Combined
 from ui import engine
 from ui.widgets import badge, esc
 
@@ -138,7 +138,7 @@ def calibration_section() -> None:
         st.write(f"{100 * c['uncertain_share']:.1f} % of files fall in the uncertain band; "
                  f"outside it the error rate is "
                  f"{'n/a' if err is None else f'{100 * err:.1f} %'}.")  # fmt: skip
-    from core import charts
+    from core.export import charts
 
     curves = {k: v["reliability"] for k, v in m["models"].items()}
     if m.get("combined"):

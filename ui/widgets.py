@@ -1,7 +1,7 @@
 """Drawing blocks shared by the pages: verdict cards and badges, the audio header, the
 P(spoof) timeline, captions, the progress callback, the listen block and the exports.
 
-Every block reads typed results (core.results.Analysis, core.detect.Verdict,
+Every block reads typed results (core.engine.results.Analysis, core.detectors.detect.Verdict,
 core.explain.base.Explanation). Widget keys are built from a ``prefix=`` (the page's
 name), so each page keeps its own keys: ``{prefix}_json``, ``{prefix}_target``, ...
 """
@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import charts, report
-from core.colours import evidence_colour
-from core.audio import SAMPLE_RATE
-from core.detect import Verdict
+from core.audio.decode import SAMPLE_RATE
+from core.detectors.detect import Verdict
+from core.detectors.registry import weights_dir
+from core.engine.results import Analysis
 from core.explain.base import Explanation
-from core.registry import weights_dir
-from core.results import Analysis
+from core.export import charts, report
+from core.export.colours import evidence_colour
 from ui import engine
 from ui.markup import badge, esc, md  # noqa: F401 (the pages' text helpers)
 

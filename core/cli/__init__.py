@@ -2,6 +2,8 @@
 
 Each feature module that adds commands exposes ``add_cli(subparsers)``; the modules are
 listed in COMMAND_MODULES.
+
+Layer 6 (the top, with ui/): may import any package of core.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ from typing import Callable, Iterator
 
 from tqdm import tqdm
 
-from .. import store
-from ..audio import AudioError, load_audio
-from ..jsonsafe import finite
-from ..registry import MODELS, WeightsError
-from ..results import Analysis, explanation_json
-from ..service import DEFAULT_SEGMENTS, Engine
-from .common import add_db, one_line, print_err
+from core import store
+from core.audio.decode import AudioError, load_audio
+from core.cli.common import add_db, one_line, print_err
+from core.detectors.registry import MODELS, WeightsError
+from core.engine.results import Analysis, explanation_json
+from core.engine.service import DEFAULT_SEGMENTS, Engine
+from core.jsonsafe import finite
 
 QUALITY_SHOWN = (
     "r2",

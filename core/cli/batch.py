@@ -6,14 +6,14 @@ import os
 import sys
 from pathlib import Path
 
-from .. import store
-from ..batch import run_batch
-from ..corpus import summary_json
-from ..data import ProtocolError, parse_protocol
-from ..ray_connect import ClusterError
-from ..registry import MODELS, WeightsError
-from ..service import DEFAULT_SEGMENTS, Engine
-from .common import add_db, print_err
+from core import store
+from core.audio.protocol import ProtocolError, parse_protocol
+from core.cli.common import add_db, print_err
+from core.corpus.batch import run_batch
+from core.corpus.ray_connect import ClusterError
+from core.corpus.summary import summarise_batch, summary_json
+from core.detectors.registry import MODELS, WeightsError
+from core.engine.service import DEFAULT_SEGMENTS, Engine
 
 
 def cmd_batch(args) -> int:
@@ -49,7 +49,7 @@ def cmd_batch(args) -> int:
 
 def cmd_corpus(args) -> int:
     try:
-        summary = Engine(args.db).corpus_summary(args.name)
+        summary = summarise_batch(Engine(args.db), args.name)
     except (store.StoreError, KeyError) as e:
         print_err(str(e).strip("'\""))
         return 1
@@ -70,7 +70,7 @@ def cmd_corpus(args) -> int:
 
 
 def add_cli(sub) -> None:
-    from ..explain import METHODS
+    from core.explain import METHODS
 
     p = sub.add_parser("batch", help="analyse every file of a protocol into the store")
     p.add_argument("--protocol", required=True, help="ASVspoof-format protocol file")

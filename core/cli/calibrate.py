@@ -14,17 +14,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..assessment import METRICS_NAME, calibration_path
-from ..audio import AudioError
-from ..calibrate import DEFAULT_DEGRADE, cached_scores, fit, held_out_attacks, measure
-from ..calibration import as_labels
-from ..data import parse_protocol
-from ..registry import WeightsError, available_models
-from .common import one_line, print_err
+from core.audio.decode import AudioError
+from core.audio.protocol import parse_protocol
+from core.cli.common import one_line, print_err
+from core.detectors.registry import WeightsError, available_models
+from core.judgement.assessment import METRICS_NAME, calibration_path
+from core.judgement.calibration import as_labels
+from core.training.calibrate import (
+    DEFAULT_DEGRADE,
+    cached_scores,
+    fit,
+    held_out_attacks,
+    measure,
+)
 
 
 def cmd_calibrate(args) -> int:
-    from ..service import get_detector
+    from core.engine.service import get_detector
 
     if args.threads:
         import torch
@@ -42,7 +48,7 @@ def cmd_calibrate(args) -> int:
             degrade = ()
         pool = ("clean",)
         if args.pool:
-            from ..robustness import parse_conditions
+            from core.training.robustness import parse_conditions
 
             pool = tuple(parse_conditions(args.pool))
         cal = fit(detectors, entries, args.audio_dir, degrade=degrade, pool=pool,

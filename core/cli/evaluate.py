@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..detect import Detector
-from ..evaluate import (
+from core.audio.protocol import parse_protocol
+from core.detectors.detect import Detector
+from core.detectors.registry import ModelSpec, WeightsError, load_model
+from core.training.evaluate import (
     format_summary,
     known_systems_of,
     resolve_model,
@@ -15,8 +17,7 @@ from ..evaluate import (
     summarize,
     write_scores,
 )
-from ..data import parse_protocol
-from ..registry import ModelSpec, WeightsError, load_model
+
 
 def cmd_evaluate(args) -> int:
     if args.threads:
@@ -35,7 +36,7 @@ def cmd_evaluate(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     known = args.known.split(",") if args.known else known_systems_of(spec, directory)
-    summary = summarize(scored, known=known)
+    summary = summarize(scored, known=known, matched=args.matched)
     if args.scores:
         write_scores(args.scores, scored)
     result = {**_result_header(args, spec, len(scored)), **summary}
@@ -56,21 +57,27 @@ def _result_header(args, spec: ModelSpec, n_files: int) -> dict:
         "weights_sha256": spec.sha256,
         "protocol": str(args.protocol),
         "n_files": n_files,
-        "score": "whole-file mean window P(spoof) (core.detect.Detector.score)",
+        "score": "whole-file mean window P(spoof) (core.detectors.detect.Detector.score)",
     }
 
 
 def _evaluate_degraded(args, spec: ModelSpec, directory: Path, detector, entries) -> int:
-    """--degrade: the same summary once per condition (core.robustness)"""
-    from ..robustness import condition_scores_path, format_conditions, parse_conditions
-    from ..robustness import score_degraded
+    """--degrade: the same summary once per condition (core.training.robustness)"""
+    from core.training.robustness import (
+        condition_scores_path,
+        format_conditions,
+        parse_conditions,
+        score_degraded,
+    )
 
     conditions = parse_conditions(args.degrade)
     by_cond = score_degraded(
         detector, entries, args.audio_dir, conditions, progress=not args.no_progress
     )
     known = args.known.split(",") if args.known else known_systems_of(spec, directory)
-    summaries = {c: summarize(scored, known=known) for c, scored in by_cond.items()}
+    summaries = {
+        c: summarize(scored, known=known, matched=args.matched) for c, scored in by_cond.items()
+    }
     if args.scores:
         for c, scored in by_cond.items():
             write_scores(condition_scores_path(args.scores, c), scored)
@@ -102,6 +109,11 @@ def add_cli(sub) -> None:
         "--degrade", metavar="COND,COND",
         help="score under each condition: clean, telephone, mp3:32k, ogg:24k (opus), "
         "noise:10db, gain:-12db (seeded per file); --scores writes OUT.COND files",
+    )  # fmt: skip
+    p.add_argument(
+        "--matched", action="store_true",
+        help="the protocol's first column is the source (DemoSpoof): EER per source, "
+        "spoofs against that source's bona fide, their mean and the pooled EER",
     )  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..combined import BANDS
-from ..service import Engine
-from ..store import LABELS, SORT_KEYS, StoreError
-from .common import add_db, one_line, print_err
+from core.cli.common import add_db, one_line, print_err
+from core.engine.service import Engine
+from core.judgement.combined import BANDS
+from core.store import LABELS, SORT_KEYS, StoreError
 
 
 def cmd_history(args) -> int:

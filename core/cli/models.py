@@ -1,5 +1,5 @@
 """`models` and `weights ...`: the registry, the state of each model's weights, and the
-user's own checkpoints (add, list, remove, verify; core.user_weights)."""
+user's own checkpoints (add, list, remove, verify; core.detectors.user_weights)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..registry import (
+from core.cli.common import one_line, print_err
+from core.detectors.precision import scoring_precision
+from core.detectors.registry import (
     ARCHS,
     MODELS,
     WeightsError,
@@ -17,10 +19,8 @@ from ..registry import (
     weights_dir,
     weights_status,
 )
-from ..precision import scoring_precision
-from ..user_registry import registry_path
-from ..user_weights import add_weights, remove_weights, verify_weights
-from .common import one_line, print_err
+from core.detectors.user_registry import registry_path
+from core.detectors.user_weights import add_weights, remove_weights, verify_weights
 
 
 def _print_problems() -> int:

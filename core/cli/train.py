@@ -1,5 +1,5 @@
-"""`train`: train or fine-tune a detector on ASVspoof-format protocols (core.train);
-``--register KEY`` adds the best checkpoint as a user model (core.user_weights)."""
+"""`train`: train or fine-tune a detector on ASVspoof-format protocols (core.training.train);
+``--register KEY`` adds the best checkpoint as a user model (core.detectors.user_weights)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from ..registry import ARCHS, WeightsError
-from ..train import TrainConfig, sidecar_path, train
-from ..user_weights import add_weights, check_key
-from .common import one_line, print_err
+from core.cli.common import one_line, print_err
+from core.detectors.registry import ARCHS, WeightsError
+from core.detectors.user_weights import add_weights, check_key
+from core.training.train import TrainConfig, sidecar_path, train
 
 
 def command_line(args) -> str:
@@ -27,6 +27,8 @@ def command_line(args) -> str:
         parts += ["--freeze", prefix]
     for protocol, audio_dir in args.extra or ():
         parts += ["--extra", protocol, audio_dir]
+    for protocol, audio_dir in args.matched_dev or ():
+        parts += ["--matched-dev", protocol, audio_dir]
     if args.dev_degrade:
         parts += ["--dev-degrade", ",".join(args.dev_degrade)]
     for flag in ("augment", "resume"):
@@ -63,6 +65,7 @@ def cmd_train(args) -> int:
         freeze=tuple(args.freeze or ()),
         augment=args.augment,
         extra=tuple(tuple(pair) for pair in args.extra or ()),
+        matched_dev=tuple(tuple(pair) for pair in args.matched_dev or ()),
         crop=args.crop or d.crop,
         dev_degrade=tuple(args.dev_degrade or ()),
         resume=args.resume,
@@ -75,7 +78,10 @@ def cmd_train(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     chosen = ""
-    if sidecar.get("dev_degrade"):
+    if sidecar["data"].get("matched_dev"):
+        chosen = (f" (chosen by the mean of clean + degraded dev and the matched dev EER, "
+                  f"{100 * sidecar['dev_select']:.2f} %)")  # fmt: skip
+    elif sidecar.get("dev_degrade"):
         chosen = f" (chosen by mean clean + degraded dev EER {100 * sidecar['dev_select']:.2f} %)"
     print(
         f"best dev EER {100 * sidecar['dev_eer']:.2f} % at epoch {sidecar['best_epoch']}{chosen}; "
@@ -92,10 +98,10 @@ def cmd_train(args) -> int:
 
 
 def conditions(text: str) -> list[str]:
-    """argparse type of --dev-degrade: a list of core.augment conditions, clean excluded"""
+    """argparse type of --dev-degrade: a list of core.training.augment conditions, clean excluded"""
     import argparse
 
-    from ..robustness import parse_conditions
+    from core.training.robustness import parse_conditions
 
     try:
         return [c for c in parse_conditions(text) if c != "clean"]
@@ -124,11 +130,16 @@ def add_cli(sub) -> None:
     p.add_argument(
         "--augment", action="store_true",
         help="on-the-fly augmentation of every crop: convolutive, impulsive and coloured "
-        "noise, codecs, telephone band, gain (core.augment)",
+        "noise, codecs, telephone band, gain (core.training.augment)",
     )  # fmt: skip
     p.add_argument(
         "--extra", nargs=2, action="append", metavar=("PROTOCOL", "AUDIO_DIR"),
-        help="more training data, e.g. core.vocode output (repeatable)",
+        help="more training data, e.g. core.training.vocode output (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--matched-dev", nargs=2, action="append", metavar=("PROTOCOL", "AUDIO_DIR"),
+        help="another dev set whose first column is the source (DemoSpoof): its matched "
+        "EER (per source, mean over sources) joins the epoch choice, half and half (repeatable)",
     )  # fmt: skip
     p.add_argument(
         "--crop", type=int, metavar="SAMPLES",

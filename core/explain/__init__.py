@@ -8,6 +8,8 @@ To add a method: one file defining ``EXPLAINER = Explainer(name, version, fn, ..
 whose ``fn(window, *, n_samples, seed, progress) -> MethodResult``, and one line below.
 explain() prepares the window (window.py), runs the method, and adds the deletion
 curves (faithfulness.py) that every explanation carries.
+
+Layer 3. May import: core.detectors, core.store, core.audio, core.jsonsafe.
 """
 
 from __future__ import annotations
@@ -17,19 +19,19 @@ import time
 
 import numpy as np
 
-from . import gradcam, gradshap, lime, shap
-from ..jsonsafe import finite
-from ..scheduler import turn_of
-from .base import Explainer, Explanation, MethodResult
-from .faithfulness import DEFAULT_RANDOM_ORDERS, deletion_curves
-from .listen import listenable
-from .window import (
+from core.detectors.scheduler import turn_of
+from core.explain import gradcam, gradshap, lime, shap
+from core.explain.base import Explainer, Explanation, MethodResult
+from core.explain.faithfulness import DEFAULT_RANDOM_ORDERS, deletion_curves
+from core.explain.listen import listenable
+from core.explain.window import (
     DEFAULT_BANDS,
     DEFAULT_SEGMENTS,
     TARGET_LABELS,
     Progress,
     prepare_window,
 )
+from core.jsonsafe import finite
 
 EXPLAINERS: dict[str, Explainer] = {
     e.name: e
@@ -111,7 +113,7 @@ def explain(
 
     Parameters
     ----------
-    detector : core.detect.Detector
+    detector : core.detectors.detect.Detector
     samples : np.ndarray, shape = (n,), float32, the whole file at 16 kHz
     method : a key of EXPLAINERS ("gradcam", "shap", "lime", "gradshap")
     window : index into detector.windows(samples); None = the most suspicious window

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from .geometry import spoof_evidence, time_profile
+from core.explain.geometry import spoof_evidence, time_profile
 
 AGREEMENT_BINS = 16  # common time grid for explanations that share no features
 MIN_OVERLAP_SECONDS = 0.25  # below this, two explanations cover different audio

@@ -105,7 +105,7 @@ class Explainer:
     caveat: Callable[[object], str | None] | None = None
     # True: the method uses the network directly (hooks, gradients) and runs as one turn
     # on the model's lock; False: it only calls the model through Window (SHAP, LIME),
-    # one turn per batch of coalitions, so other jobs interleave (core.scheduler)
+    # one turn per batch of coalitions, so other jobs interleave (core.detectors.scheduler)
     exclusive: bool = True
 
     def caveat_for(self, spec) -> str | None:

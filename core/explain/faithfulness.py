@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .window import Window
+from core.explain.window import Window
 
 DEFAULT_RANDOM_ORDERS = 3
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..features import CQT_BINS_PER_OCTAVE, CQT_HOP
+from core.audio.decode import SAMPLE_RATE
+from core.audio.features import CQT_BINS_PER_OCTAVE, CQT_HOP
 
 EPS_SECONDS = 1e-9  # a feature starting this close to the window's end is past it
 

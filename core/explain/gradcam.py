@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from captum.attr import LayerGradCam
 
-from .base import Explainer, MethodResult
-from .window import Window, log_odds
+from core.explain.base import Explainer, MethodResult
+from core.explain.window import Window, log_odds
 
 
 def layer_cam(window: Window) -> torch.Tensor:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from captum.attr import GradientShap
 
-from .base import Explainer, MethodResult
-from .shap import completeness
-from .window import Window, batch_size, seeded
+from core.explain.base import Explainer, MethodResult
+from core.explain.shap import completeness
+from core.explain.window import Window, batch_size, seeded
 
 BACKWARD_FACTOR = 3.0  # activations kept for backward + their gradients, per input
 

@@ -29,9 +29,9 @@ from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import Lime
 from torch.utils.data import DataLoader, TensorDataset
 
-from .base import Explainer, MethodResult
-from .shapley import CAPTUM_BATCH, Game, torch_game
-from .window import Window, arch_setting, seeded
+from core.explain.base import Explainer, MethodResult
+from core.explain.shapley import CAPTUM_BATCH, Game, torch_game
+from core.explain.window import Window, arch_setting, seeded
 
 # chosen on MiniSpoof dev clips with `python -m benchmarks shapley` (8 features, median
 # Spearman against exact Shapley values): N = 3F + 2 = 26 gave 0.69-0.90 whatever the
@@ -45,7 +45,7 @@ SAMPLES_PER_FEATURE = 8
 
 
 def samples_for(n_features: int, spec=None) -> int:
-    """LIME's default N: the model's samples per feature (core.archs) x F, plus 2"""
+    """LIME's default N: the model's samples per feature (core.detectors.archs) x F, plus 2"""
     per = int(arch_setting(spec, "lime_samples_per_feature", SAMPLES_PER_FEATURE))
     return per * n_features + (2 if per < SAMPLES_PER_FEATURE else 0)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from .base import Explanation
+from core.audio.decode import SAMPLE_RATE
+from core.explain.base import Explanation
 
 RAMP_SECONDS = 0.005  # raised-cosine gain ramps at segment edges: no clicks
 

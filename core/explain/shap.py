@@ -10,7 +10,7 @@ The estimator (shapley.py) follows the budget N: exact enumeration of all 2^F co
 when 2^F <= N, else Captum's KernelShap with paired (antithetic) coalitions in two
 independent halves, whose spread is the per-feature uncertainty (Explanation.uncertainty,
 a standard error) and whose rank agreement is quality["stability"]. The default N is
-the model's ``shap_budget`` (core.archs), chosen with ``python -m benchmarks shapley``
+the model's ``shap_budget`` (core.detectors.archs), chosen with ``python -m benchmarks shapley``
 on MiniSpoof dev clips so that the default reaches Spearman >= 0.95 against exact
 values; see the README for the measured curve.
 """
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Explainer, MethodResult
-from .shapley import estimate
-from .window import Window, arch_setting
+from core.explain.base import Explainer, MethodResult
+from core.explain.shapley import estimate
+from core.explain.window import Window, arch_setting
 
 DEFAULT_BUDGET = 256  # model calls, for models whose architecture names none
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from captum.attr import KernelShap
 
-from .window import seeded
+from core.explain.window import seeded
 
 Game = Callable[[np.ndarray], np.ndarray]
 # coalitions handed to the game per call: the game batches for the model itself

@@ -1,7 +1,7 @@
 """The window an explanation is about: its network input, features, baseline and target.
 
 Everything that depends on the model's input (the feature grid, the baseline, the map
-geometry) comes from its front end, ``spec.front_end`` (core.frontends); this module
+geometry) comes from its front end, ``spec.front_end`` (core.detectors.frontends); this module
 only picks the window and the target and counts model evaluations.
 
 Interpretable features
@@ -52,9 +52,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..audio import SAMPLE_RATE
-from ..detect import THRESHOLD, p_spoof_from_logits
-from ..scheduler import turn_of
+from core.audio.decode import SAMPLE_RATE
+from core.detectors.detect import THRESHOLD, p_spoof_from_logits
+from core.detectors.scheduler import turn_of
 
 TARGET_LABELS = ("spoof", "bonafide")
 # 8 features: small enough that SHAP can enumerate every coalition (2^8 = 256 model
@@ -84,7 +84,7 @@ class Window:
         s and Hz; times are seconds in the file (window start included)
     """
 
-    detector: object  # core.detect.Detector (duck-typed: spec, net, device, logits)
+    detector: object  # core.detectors.detect.Detector (duck-typed: spec, net, device, logits)
     index: int
     start: float  # seconds
     end: float  # seconds, capped at the file's end
@@ -186,7 +186,7 @@ class Window:
 
 
 def arch_setting(spec, name: str, default):
-    """a per-architecture explanation setting (core.archs.Arch), or the default for
+    """a per-architecture explanation setting (core.detectors.archs.Arch), or the default for
     specs without an architecture (test doubles)"""
     return getattr(getattr(spec, "architecture", None), name, default)
 

@@ -2,19 +2,22 @@
 
 Every verdict and every explanation is computed once and then served from here, to any
 session and any process that shares the store file. The package is the only code that
-touches SQL; it knows rows and dicts, core.results turns them into typed results and
-core.service decides what to compute.
+touches SQL; it knows rows and dicts, core.engine.results turns them into typed results and
+core.engine.service decides what to compute.
 
     schema    location, connections (read-write or read-only), errors
     migrations  the tables, as sqlite-utils migration steps
     codecs    canonical JSON and numeric array blobs (no pickle)
     blobs     audio rows, upload names, the original bytes on disk
     flight    single flight: a missing result is computed once across processes
-    results   verdict and explanation rows by core.keys key objects; one analysis
+    results   verdict and explanation rows by core.store.keys key objects; one analysis
     queries   history (filter, sort, page), batches, delete, stats
+    keys      the key objects (VerdictKey, ExplanationKey) and the hash that names a row
+
+Layer 2: the only package that touches SQL. May import: core.audio, core.jsonsafe.
 """
 
-from .blobs import (
+from core.store.blobs import (
     audio_bytes,
     audio_row,
     check_sha,
@@ -24,8 +27,8 @@ from .blobs import (
     record_audio,
     set_audio_quality,
 )
-from .codecs import decode_arrays, dumps, encode_arrays
-from .queries import (
+from core.store.codecs import decode_arrays, dumps, encode_arrays
+from core.store.queries import (
     HistoryPage,
     batch_files,
     delete_analysis,
@@ -36,14 +39,14 @@ from .queries import (
     record_batch_file,
     store_stats,
 )
-from .results import (
+from core.store.results import (
     get_analysis,
     get_explanation,
     get_or_compute_explanation,
     get_or_compute_prediction,
     get_prediction,
 )
-from .schema import (
+from core.store.schema import (
     BUSY_TIMEOUT_S,
     CLAIM_STALE_S,
     DB_ENV,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .codecs import dumps_lenient
-from .schema import (
+from core.store.codecs import dumps_lenient
+from core.store.schema import (
     SHA256_RE,
     NotStoredError,
     StoreError,
@@ -68,7 +68,7 @@ def record_audio(
     Add (or touch) one audio file: its row, the name it came under, its bytes.
 
     info : dict with sha256, n_bytes, duration, orig_sample_rate, orig_channels,
-        orig_format, rms_dbfs, near_silent (core.audio.Audio's fields)
+        orig_format, rms_dbfs, near_silent (core.audio.decode.Audio's fields)
     Returns the stored audio row (see get_audio).
     """
     sha = check_sha(info["sha256"])

@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..keys import canonical_json, json_default
-
-
+from core.store.keys import canonical_json, json_default
 
 dumps = canonical_json  # sorted keys, no spaces; NaN/inf refused (not valid JSON)
 

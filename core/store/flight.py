@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from sqlite_utils import Database
 
-from .schema import (
+from core.store.schema import (
     CLAIM_STALE_S,
     HEARTBEAT_S,
     POLL_MAX_S,

@@ -6,12 +6,12 @@ Tables (built by MIGRATIONS; the step count is mirrored in ``PRAGMA user_version
                   last seen; the original bytes live in ``<store dir>/audio/<sha256>``
                   (named by the hash, never by an uploaded name)
     filenames     (sha256, filename) PK: every name the audio was uploaded under
-    predictions   key PK = core.keys.VerdictKey.key; per-window results, file score,
+    predictions   key PK = core.store.keys.VerdictKey.key; per-window results, file score,
                   label, seconds, created
-    explanations  key PK = core.keys.ExplanationKey.key; meta JSON, arrays as
+    explanations  key PK = core.store.keys.ExplanationKey.key; meta JSON, arrays as
                   np.savez_compressed (loaded with allow_pickle=False), quality JSON
     claims        key PK: who is computing a missing result right now (single flight)
-    batches, batch_files   corpus runs of core.batch: per file done/failed, sha256
+    batches, batch_files   corpus runs of core.corpus.batch: per file done/failed, sha256
 
 A new step is one more ``@MIGRATIONS()`` function at the end; never edit an applied one.
 """
@@ -99,7 +99,7 @@ def m001_initial(db: Database) -> None:
 
 @MIGRATIONS()
 def m002_batches(db: Database) -> None:
-    # corpus runs (core.batch): which files of a protocol are done, failed, and why
+    # corpus runs (core.corpus.batch): which files of a protocol are done, failed, and why
     db.table("batches").create(
         {
             "name": str,
@@ -130,7 +130,7 @@ def m002_batches(db: Database) -> None:
 
 @MIGRATIONS()
 def m003_audio_quality(db: Database) -> None:
-    # input-quality measurements of the signal (core.quality.InputQuality JSON), so a
+    # input-quality measurements of the signal (core.audio.quality.InputQuality JSON), so a
     # stored analysis shows its warnings without decoding the audio again
     db.table("audio").add_column("quality", str)
 

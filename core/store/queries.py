@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .blobs import audio_row, check_sha
-from .codecs import dumps
-from .schema import (
+from core.store.blobs import audio_row, check_sha
+from core.store.codecs import dumps
+from core.store.schema import (
     LABELS,
     SHA256_RE,
     SORT_KEYS,
@@ -189,7 +189,7 @@ def record_batch(
     methods: list[str],
     db: str | Path | None = None,
 ) -> None:
-    """Create or update a named corpus run (core.batch); its files keep their rows."""
+    """Create or update a named corpus run (core.corpus.batch); its files keep their rows."""
     stamp = now()
     with open_db(db) as conn, transaction(conn):
         conn.execute(

@@ -1,7 +1,7 @@
 """Verdict and explanation rows: get, get-or-compute (single flight), one analysis.
 
-Keys come from core.keys (VerdictKey, ExplanationKey) and nowhere else; this module
-knows rows and dicts, core.results turns them into Verdicts and Explanations.
+Keys come from core.engine.keys (VerdictKey, ExplanationKey) and nowhere else; this module
+knows rows and dicts, core.engine.results turns them into Verdicts and Explanations.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from typing import Callable
 import numpy as np
 from sqlite_utils import Database
 
-from ..keys import ExplanationKey, VerdictKey
-from .blobs import audio_row, check_sha
-from .codecs import decode_arrays, dumps, dumps_lenient, encode_arrays
-from .flight import single_flight
-from .schema import now, open_db, resolve_db_path
-
+from core.store.blobs import audio_row, check_sha
+from core.store.codecs import decode_arrays, dumps, dumps_lenient, encode_arrays
+from core.store.flight import single_flight
+from core.store.keys import ExplanationKey, VerdictKey
+from core.store.schema import now, open_db, resolve_db_path
 
 
 def prediction_row(row: dict) -> dict:

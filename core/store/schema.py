@@ -31,7 +31,7 @@ from typing import Iterator
 
 from sqlite_utils import Database
 
-from .migrations import MIGRATIONS, SCHEMA_VERSION
+from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DB_ENV = "DEEPFAKE_DB"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.audio import AudioError
-from core.registry import WeightsError
+from core.audio.decode import AudioError
+from core.detectors.registry import WeightsError
 from core.store import StoreError
 from ui import engine, verdict, widgets
 from ui.links import share_box, share_url

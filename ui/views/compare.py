@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from core import charts
+from core.detectors.detect import Verdict
+from core.engine.results import Analysis
 from core.explain.agreement import agreement, mean_offdiagonal
-from core.detect import Verdict
 from core.explain.base import Explanation
-from core.results import Analysis
+from core.export import charts
 from core.store import StoreError
 from ui import engine, verdict, widgets
 from ui.links import share_box, share_url

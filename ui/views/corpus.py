@@ -1,7 +1,7 @@
 """The Corpus page: a batch run over a labelled protocol (python -m core batch): the EER
 per attack, where each model's evidence sits per attack, exports, and every file.
 
-The aggregation is core.corpus's (through the engine); this module lays it out.
+The aggregation is core.corpus.summary's (through the engine); this module lays it out.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def eer_frame(summary):
 
 
 def attack_maps(summary, model: str, method: str) -> None:
-    from core import corpus_charts
+    from core.export import corpus_charts
 
     df = corpus_charts.time_profile_frame(summary, model, method)
     st.markdown(
@@ -111,7 +111,7 @@ def attack_maps(summary, model: str, method: str) -> None:
 
 
 def downloads(summary, name: str) -> None:
-    from core.corpus import summary_json
+    from core.corpus.summary import summary_json
 
     a, b, c = st.columns(3)
     a.download_button(

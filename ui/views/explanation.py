@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import charts
-from core.audio import SAMPLE_RATE
+from core.audio.decode import SAMPLE_RATE
+from core.engine.results import Analysis
 from core.explain.base import Explanation
 from core.explain.geometry import is_tiled
-from core.results import Analysis
+from core.export import charts
 from ui import engine
 from ui.links import index_in, query_int, query_str
 from ui.widgets import (
@@ -235,7 +235,7 @@ def explanation_view(sha: str, expl: Explanation) -> None:
     st.markdown("##### Spectrogram (CQT) with evidence over time and frequency")
     spec = engine.window_cqt(sha, start, end)
     if spec is not None and spec.shape[1] > 1:
-        from core.features import cqt_frequencies
+        from core.audio.features import cqt_frequencies
 
         st.altair_chart(
             charts.cqt_chart(spec, cqt_frequencies(), offset=start, expl=expl),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.combined import BAND_LABELS
+from core.judgement.combined import BAND_LABELS
 from core.store import StoreError
 from ui import PAGES, engine, widgets
 from ui.links import share_box, share_url

@@ -1,14 +1,14 @@
 """The Models page: one card per registered detector: what it is, where its weights
 come from, how well it measured and what it cannot do. The cards' content (EER figures,
-limits, model card text) is core.cards'; this module only lays it out.
+limits, model card text) is core.engine.cards'; this module only lays it out.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.registry import user_registry_problems as registry_problems
-from core.registry import weights_dir
+from core.detectors.registry import user_registry_problems as registry_problems
+from core.detectors.registry import weights_dir
 from ui import engine, verdict, widgets
 
 
@@ -33,7 +33,7 @@ def render() -> None:
 
 
 def model_card(card: dict) -> None:
-    """One bordered card; ``card`` is one entry of core.cards.model_cards()."""
+    """One bordered card; ``card`` is one entry of core.engine.cards.model_cards()."""
     with st.container(border=True):
         head, badge = st.columns([5, 2])
         head.subheader(card["display_name"])
