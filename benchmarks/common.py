@@ -5,9 +5,13 @@ from __future__ import annotations
 import io
 import os
 import resource
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -51,3 +55,50 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_streamlit(
+    script: str | Path, log: Path, *, env: Mapping[str, str], args: tuple[str, ...] = (),
+    timeout_s: float = 60.0,
+) -> tuple[subprocess.Popen, str]:
+    """
+    `streamlit run SCRIPT` on a free 127.0.0.1 port (cwd: the project root), output to
+    ``log``; returns the process and its URL once /_stcore/health answers ok.
+    """
+    port = free_port()
+    with open(log, "wb") as out:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.port",
+             str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false", *args],
+            cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not become healthy within {timeout_s:.0f} s")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a live process (Linux), in MiB: now and its peak"""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", float("nan")), fields.get("VmHWM", float("nan"))

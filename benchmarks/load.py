@@ -2,6 +2,7 @@
 
     python -m benchmarks load [--sessions 8] [--duration 60] [--think 0]
                               [--client protocol|browser] [--cold-only] [--seed 0]
+                              [--ray-address ADDR]
 
 Starts the real dashboard (`streamlit run streamlit_app.py`) on a free 127.0.0.1 port
 with a fresh store, and drives it as people would:
@@ -25,7 +26,10 @@ with a fresh store, and drives it as people would:
    same cores as the server (rendering included).
 
 Prints p50 / p95 / max latency per kind, the count of errors, and the server's peak
-resident memory. Targets (issue 14, 2-core machine): 0 errors, repeat views p95 < 1 s
+resident memory. With ``--ray-address`` the whole run is made twice from this machine,
+first with the models in the server's process, then with a server that sends them to
+that Ray cluster's Serve deployments ($DEEPFAKE_RAY_ADDRESS; core.corpus.serve), and
+the two latency tables are printed side by side. Targets (issue 14, 2-core machine): 0 errors, repeat views p95 < 1 s
 while a 2-min upload is being scored, new 6-s uploads p95 < 5 s with 8 sessions.
 Traffic goes to 127.0.0.1 only and stops by itself after the duration.
 """
@@ -37,7 +41,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import ROOT, encoded, speech_like
+from benchmarks.common import encoded, speech_like, start_streamlit
 from benchmarks.stclient import ProtocolError, Visit
 from core.engine.trace import TRACE_ENV, read_trace
 
@@ -59,39 +62,18 @@ MIX = (("repeat view", 0.80), ("upload 6 s", 0.15), ("upload 2 min", 0.05))
 SECONDS = {"upload 6 s": 6.0, "upload 2 min": 120.0}
 ACTION_TIMEOUT_MS = 600_000
 TRACE_FILE = "trace.jsonl"  # the server's phase timings (core.engine.trace)
+RAY_ADDRESS_ENV = "DEEPFAKE_RAY_ADDRESS"  # core.corpus.serve: the server's models on Ray Serve
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(store: Path) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
+def start_server(store: Path, ray_address: str | None = None) -> tuple[subprocess.Popen, str, Path]:
     env = {**os.environ, "DEEPFAKE_DB": str(store / "analyses.db"), TRACE_ENV: str(store / TRACE_FILE)}
     env.pop("DEEPFAKE_PASSWORD", None)
+    env.pop(RAY_ADDRESS_ENV, None)
+    if ray_address:
+        env[RAY_ADDRESS_ENV] = ray_address
     log = store / "streamlit.log"
-    with open(log, "wb") as out:  # the child keeps its own copy of the handle
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-             str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url, log
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("streamlit did not become healthy within 60 s")
+    proc, url = start_streamlit("streamlit_app.py", log, env=env)
+    return proc, url, log
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -228,10 +210,23 @@ async def protocol_user(i, url, stored, n_models, stop_at, rng, results, *, thin
 
 
 async def run(args) -> int:
+    if not args.ray_address:
+        return await run_once(args)
+    where = {}
+    for name, address in (("in-process", None), ("Ray Serve", args.ray_address)):
+        print(f"\n=== models {name}{f' at {address}' if address else ''} ===")
+        where[name] = {}
+        await run_once(args, ray_address=address, out=where[name])
+    report_side_by_side(where)
+    return 0
+
+
+async def run_once(args, *, ray_address: str | None = None, out: dict | None = None) -> int:
+    """One server, one load; ``out`` receives {"results", "rss"} for the side-by-side table."""
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory(prefix="load-") as tmp:
-        proc, url, log = start_server(Path(tmp))
+        proc, url, log = start_server(Path(tmp), ray_address)
         try:
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -277,6 +272,8 @@ async def run(args) -> int:
     report(results, rss)
     report_phases(trace)
     report_offline(recorder)
+    if out is not None:
+        out.update(results=results, rss=rss)
     return 0
 
 
@@ -304,6 +301,28 @@ def report(results: list, rss: float) -> None:
             print(f"    error: {err}")
     print(f"server peak RSS: {rss:.0f} MiB")
     report_timeline(results)
+
+
+def latency_row(results: list, kind: str) -> tuple[int, int, float, float, float]:
+    """(n, errors, p50, p95, max) of one kind of action"""
+    ok = [t for k, t, _, err, _ in results if k == kind and err is None]
+    errs = sum(1 for k, _, _, err, _ in results if k == kind and err is not None)
+    return len(ok) + errs, errs, percentile(ok, 50), percentile(ok, 95), max(ok, default=float("nan"))
+
+
+def report_side_by_side(runs: dict[str, dict]) -> None:
+    """The latency table of each run, one column group per run, from the same machine."""
+    names = list(runs)
+    print("\nlatency side by side (s, until every verdict card arrived; same machine, same mix)")
+    print(f"{'action':<14}" + "".join(f" | {n:^30}" for n in names))
+    print(f"{'':<14}" + " | {:>4} {:>3} {:>6} {:>6} {:>6}".format("n", "err", "p50", "p95", "max") * len(names))
+    for kind, _ in MIX:
+        cells = ""
+        for n in names:
+            k, errs, p50, p95, top = latency_row(runs[n].get("results", []), kind)
+            cells += f" | {k:>4} {errs:>3} {p50:>6.2f} {p95:>6.2f} {top:>6.2f}"
+        print(f"{kind:<14}{cells}")
+    print(f"{'server RSS MiB':<14}" + "".join(f" | {runs[n].get('rss', float('nan')):>30.0f}" for n in names))
 
 
 def report_timeline(results: list, kind: str = "upload 6 s") -> None:
@@ -351,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="mean pause between an analyst's actions, seconds (exponential; 0: back to back)")
     ap.add_argument("--cold-only", action="store_true", help="cold start and offline check only")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ray-address", metavar="ADDR",
+                    help="run the load twice: models in-process, then on this Ray cluster "
+                    "(Ray Serve; the cluster's nodes need this machine's packages)")
     args = ap.parse_args(argv)
     # a SIGTERM (timeout, kill) unwinds like Ctrl-C, so the server is stopped too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -1,10 +1,11 @@
 """A minimal Streamlit client for the load test: the browser's protocol without a browser.
 
 One `Visit` is one browser tab: it fetches the XSRF cookie, opens the app's websocket
-(`/_stcore/stream`), asks for a script run with a query string, can upload a file through
-the page's file uploader the way the frontend does (file URL request, multipart PUT,
-rerun with the uploader's state), and times the run: when the n-th verdict card arrives
-and when the script finishes. It renders nothing, so the machine's cores go to the
+(`/_stcore/stream`), asks for a script run with a query string, can give the access
+password through the gate's form, can upload a file through the page's file uploader
+the way the frontend does (file URL request, multipart PUT, rerun with the uploader's
+state), can send any other BackMsg (`send`), and times the run: when the n-th verdict
+card arrives and when the script finishes. It renders nothing, so the machine's cores go to the
 server, as they do when the analysts' browsers are on their own machines.
 
 Protocol messages are Streamlit's own protobufs (streamlit.proto); the websocket comes
@@ -24,6 +25,7 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 XSRF_COOKIE = "_streamlit_xsrf"
+RERUN_FOLLOWS = ForwardMsg.FINISHED_EARLY_FOR_RERUN
 CARD_MARK = "class='verdict-card'"
 
 
@@ -66,6 +68,9 @@ class Visit:
         self.ws = None
         self.session_id = ""
         self.uploader_id = ""
+        self.widget_ids: dict[str, str] = {}  # label -> id of text inputs and buttons
+        self.texts: list[str] = []  # markdown, titles and errors drawn so far
+        self.url_answers: dict = {}  # request id -> FileURLsResponse
         self.xsrf = ""
         self.query = ""  # the address bar's query string, as the page last set it
 
@@ -86,15 +91,23 @@ class Visit:
         msg = ForwardMsg()
         msg.ParseFromString(await self.ws.recv())
         kind = msg.WhichOneof("type")
-        if kind == "new_session":
+        if kind == "file_urls_response":  # kept for upload_urls, whoever reads it
+            self.url_answers[msg.file_urls_response.response_id] = msg.file_urls_response
+        elif kind == "new_session":
             self.session_id = msg.new_session.initialize.session_id
         elif kind == "page_info_changed":
             self.query = msg.page_info_changed.query_string
         elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
             el = msg.delta.new_element
-            if el.WhichOneof("type") == "file_uploader":
+            which = el.WhichOneof("type")
+            if which == "file_uploader":
                 self.uploader_id = el.file_uploader.id
-            elif el.WhichOneof("type") == "exception":
+            elif which in ("text_input", "button"):
+                widget = getattr(el, which)
+                self.widget_ids[widget.label] = widget.id
+            elif which in ("markdown", "heading", "alert"):
+                self.texts.append(getattr(el, which).body)
+            elif which == "exception":
                 raise ProtocolError(f"page raised {el.exception.type}: {el.exception.message}")
         return msg
 
@@ -107,7 +120,8 @@ class Visit:
         back.rerun_script.query_string = self.query = query
         back.rerun_script.page_script_hash = ""
         if widgets is not None:
-            back.rerun_script.widget_states.widgets.append(widgets)
+            many = widgets if isinstance(widgets, (list, tuple)) else [widgets]
+            back.rerun_script.widget_states.widgets.extend(many)
         t0 = time.perf_counter()
         await self.ws.send(back.SerializeToString())
         seen, cards_s = 0, None
@@ -120,30 +134,50 @@ class Visit:
                     seen += 1
                     if seen == cards and cards_s is None:
                         cards_s = time.perf_counter() - t0
-            elif kind == "script_finished":
+            elif kind == "script_finished" and msg.script_finished != RERUN_FOLLOWS:
+                # (a run ended by st.rerun is followed by the run it asked for)
                 return {"cards_s": cards_s, "finished_s": time.perf_counter() - t0}
+
+    async def send(self, back: BackMsg) -> None:
+        """any BackMsg, as a browser may send it"""
+        await self.ws.send(back.SerializeToString())
+
+    async def login(self, password: str, *, field="Access password", submit="Enter") -> dict:
+        """type the password into the gate's form and submit it (a run must show the form)"""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        if field not in self.widget_ids or submit not in self.widget_ids:
+            raise ProtocolError("no password form on the page (run the page first)")
+        typed = WidgetState(id=self.widget_ids[field], string_value=password)
+        pressed = WidgetState(id=self.widget_ids[submit], trigger_value=True)
+        return await self.run(self.query, widgets=[typed, pressed])
+
+    async def upload_urls(self, name: str):
+        """the server's answer to a file URL request (a FileURLsResponse)"""
+        back = BackMsg()
+        req = back.file_urls_request
+        req.request_id, req.session_id = uuid.uuid4().hex, self.session_id
+        req.file_names.append(name)
+        await self.send(back)
+        while req.request_id not in self.url_answers:
+            await self._recv()
+        return self.url_answers.pop(req.request_id)
+
+    def put(self, url: str, name: str, data: bytes, mime="audio/flac") -> None:
+        """PUT a file to an upload URL (blocking); urllib's HTTPError if refused"""
+        target = url if "://" in url else self.url + url
+        _put_multipart(target, self.xsrf, name, data, mime)
 
     async def upload(self, name: str, data: bytes, *, cards: int, mime="audio/flac") -> dict:
         """upload through the page's file uploader (after a first run drew it), then rerun"""
         if not (self.uploader_id and self.session_id):
             raise ProtocolError("no file uploader on the page (run the page first)")
-        back = BackMsg()
-        req = back.file_urls_request
-        req.request_id, req.session_id = uuid.uuid4().hex, self.session_id
-        req.file_names.append(name)
         t0 = time.perf_counter()
-        await self.ws.send(back.SerializeToString())
-        while True:
-            msg = await self._recv()
-            if msg.WhichOneof("type") == "file_urls_response":
-                resp = msg.file_urls_response
-                if resp.response_id == req.request_id:
-                    break
+        resp = await self.upload_urls(name)
         if resp.error_msg or not resp.file_urls:
             raise ProtocolError(f"no upload URL: {resp.error_msg or 'empty answer'}")
         urls = resp.file_urls[0]
-        target = urls.upload_url if "://" in urls.upload_url else self.url + urls.upload_url
-        await asyncio.to_thread(_put_multipart, target, self.xsrf, name, data, mime)
+        await asyncio.to_thread(self.put, urls.upload_url, name, data, mime)
         from streamlit.proto.WidgetStates_pb2 import WidgetState
 
         state = WidgetState(id=self.uploader_id)

@@ -3,7 +3,9 @@
     python scripts/card_tables.py NAME [NAME ...]    # names of cache/eval/NAME.json
 
 Prints the clean eval row (overall, known, unseen, each attack) and the robustness row
-(overall / known / unseen EER per condition) of each model, as the card's tables have.
+(overall / known / unseen EER per condition) of each model, as the card's tables have,
+and where cache/eval/NAME.demo.json exists the DemoSpoof eval row: matched EER (mean over
+sources), pooled EER and the EER per source.
 """
 
 from __future__ import annotations
@@ -43,6 +45,21 @@ def main(names: list[str]) -> int:
             s = d["conditions"][cond]
             cells.append(f"{s['overall']['eer']:.1f} / {pooled(s, 'known'):.1f} / {pooled(s, 'unseen'):.1f}")
         print(f"| {n} | " + " | ".join(cells) + " |")
+    demo = {n: json.loads(p.read_text()) for n in names
+            if (p := Path("cache/eval") / f"{n}.demo.json").exists()}  # fmt: skip
+    if demo:
+        print()
+        sources = sorted({s for d in demo.values() for s in d["matched"]["per_source"]})
+        print("| model | matched | pooled | " + " | ".join(sources) + " |")
+        print("|---" * (3 + len(sources)) + "|")
+        for n, d in demo.items():
+            m = d["matched"]
+            cells = []
+            for src in sources:
+                r = m["per_source"].get(src)
+                cells.append("-" if r is None or r["eer"] is None else f"{r['eer']:.1f}")
+            print(f"| {n} | {m['matched']:.2f} | {m['pooled']['eer']:.2f} | "
+                  + " | ".join(cells) + " |")  # fmt: skip
     return 0
 
 

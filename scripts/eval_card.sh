@@ -15,3 +15,13 @@ for m in "$@"; do
     > cache/eval/$name.json.tmp && mv cache/eval/$name.json.tmp cache/eval/$name.json
   echo "scored $name"
 done
+# DemoSpoof eval, matched per source (issue 26): cache/eval/NAME.demo.json
+D=../shared/data/demospoof
+for m in "$@"; do
+  name=$(basename "$m" .pt)
+  [ -s cache/eval/$name.demo.json ] && { echo "skip $name (demo)"; continue; }
+  python -m core evaluate --model "$m" --protocol $D/protocols/demospoof.eval.txt \
+    --audio-dir $D/flac --matched --json --no-progress --threads ${THREADS:-2} \
+    > cache/eval/$name.demo.json.tmp && mv cache/eval/$name.demo.json.tmp cache/eval/$name.demo.json
+  echo "scored $name (demo)"
+done

@@ -102,9 +102,9 @@ if [ -n "${ROUND4:-}" ]; then
     run "$@" --extra $D/protocols/demospoof.train.txt $D/flac --extra $VD/vocoded.train.txt $VD/flac \
       --matched-dev $D/protocols/demospoof.dev.txt $D/flac
   }
-  r4 tssd2d-r4-s0 tssd2d 0 4 --init weights/tssd2d.pt --lr 3e-4 --crop 51200
-  r4 tssd1d-r4-s0 tssd1d 0 4 --init weights/tssd1d.pt --lr 5e-4 --crop 64000
-  for m in tssd2d tssd1d; do dev_score $m; unseen_score $m; demo_score $m; done
+  r4 tssd2d-r4-s0 tssd2d 0 3 --init weights/tssd2d.pt --lr 3e-4 --crop 51200
+  [ -n "${WITH_TSSD1D:-}" ] && r4 tssd1d-r4-s0 tssd1d 0 3 --init weights/tssd1d.pt --lr 5e-4 --crop 64000
+  for m in tssd2d; do dev_score $m; unseen_score $m; demo_score $m; done
   for m in $OUT/tssd2d-r4-s0.pt $OUT/tssd1d-r4-s0.pt; do
     if [ -f $m ]; then dev_score $m; unseen_score $m; demo_score $m; fi
   done

@@ -3,12 +3,12 @@
 Starts `streamlit run streamlit_app.py` on a free localhost port with a temp store,
 uploads a minispoof clip, waits for the verdicts, opens History, follows its share link
 in a fresh browser context (another analyst) and checks the same verdicts appear.
-Screenshots of every page go to the test's temp folder, or to the folder named by
-DEEPFAKE_SCREENSHOTS_DIR (DEEPFAKE_SCREENSHOTS_DIR=docs/screenshots refreshes the
-README's), so a plain test run leaves the working tree alone.
+Screenshots of every page go to the test's temp folder: this test runs the published
+AASIST weights without a calibration, not the default install, so the README's
+screenshots come from tests/test_browser_layout.py instead (DEEPFAKE_SCREENSHOTS_DIR).
 
 Set DASHBOARD_SCREENSHOT_EXPLAIN=1 to also store real Grad-CAM and SHAP explanations
-for every model before the screenshots (for the README; several minutes on a busy CPU).
+for every model before the screenshots (several minutes on a busy CPU).
 DASHBOARD_SCREENSHOT_STORE=DIR starts from a copy of the store in DIR (e.g. one kept
 from such a run), so they are served instead of computed again.
 """
@@ -137,8 +137,8 @@ def settle(page) -> None:
 
 @pytest.fixture
 def shots(tmp_path) -> Path:
-    """where the screenshots go: $DEEPFAKE_SCREENSHOTS_DIR, else the test's temp folder"""
-    folder = Path(os.environ.get(SHOTS_ENV) or tmp_path / "screenshots")
+    """the test's temp folder (never the README's: see tests/test_browser_layout.py)"""
+    folder = tmp_path / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -13,15 +13,14 @@ from core.detectors.detect import Verdict
 from core.judgement.assessment import load_calibration
 from core.judgement.calibration import (
     Bands,
-    CalibrationFile,
     CalibrationFileError,
     choose_bands,
     cllr,
     ece,
     fit_calibration,
-    fit_calibration_file,
     fit_fusion,
 )
+from core.judgement.calibration_file import CalibrationFile, fit_calibration_file
 from core.judgement.combined import MAX_WIDEN, combine
 from core.training.calibrate import widening
 
@@ -163,8 +162,9 @@ def test_pooled_fit_is_the_fit_on_clean_and_degraded_dev_concatenated(monkeypatc
     noisy = np.clip(p + rng.normal(0, 0.2, p.size), 0.01, 0.99)
     by_condition = {"clean": p, "noise:10db": noisy}
     monkeypatch.setattr(
-        calibrate, "cached_scores",
-        lambda det, ents, d, cond="clean", **kw: by_condition[cond] * (1 if det.k == "a" else 0.9),
+        calibrate, "cached_outputs",
+        lambda det, ents, d, cond="clean", **kw: (
+            by_condition[cond] * (1 if det.k == "a" else 0.9), None),
     )  # fmt: skip
     det = {k: types.SimpleNamespace(k=k, spec=types.SimpleNamespace(sha256=k * 64)) for k in "ab"}
     cal = calibrate.fit(det, entries, ".", degrade=(), pool=("clean", "noise:10db"), log=lambda *a: None)
@@ -186,7 +186,7 @@ def test_pooled_fit_is_the_fit_on_clean_and_degraded_dev_concatenated(monkeypatc
 def test_each_attack_is_scored_by_a_fusion_fitted_without_it():
     from core.audio.protocol import ProtocolEntry
     from core.judgement.calibration import as_labels, cllr_from_llr
-    from core.training.calibrate import attack_folds, held_out_attacks, held_out_llr
+    from core.training.held_out import attack_folds, held_out_attacks, held_out_llr
 
     rng = np.random.default_rng(3)
     entries, shift = [], {"A1": 3.0, "A2": 2.5, "A3": 0.0}  # A3 looks bona fide

@@ -114,14 +114,15 @@ def test_cqt_frame_pools_levels_into_block_means():
 def test_timeline_rows_are_the_verdict_windows():
     v = make_verdict(0.8)
     spec = charts.timeline_chart({"A": v.windows, "B": [WindowScore(0.0, 1.0, 0.1)]}).to_dict()
-    strokes = rows(spec, 2)
+    # layers: the two verdict zones, the threshold rule, the strokes, the line
+    strokes = rows(spec, 3)
     assert [(r["model"], r["start"], r["end"], r["mid"], r["p_spoof"]) for r in strokes] == [
         ("A", 0.0, 4.0, 2.0, 0.8),
         ("A", 2.0, 6.0, 4.0, 0.4),
         ("B", 0.0, 1.0, 0.5, 0.1),
     ]
-    assert rows(spec, 1) == [{"y": 0.5}]  # the threshold rule
-    assert spec["layer"][2]["encoding"]["x"]["scale"]["domain"] == [0, 6.0]
+    assert rows(spec, 2) == [{"y": 0.5}]  # the threshold rule
+    assert spec["layer"][3]["encoding"]["x"]["scale"]["domain"] == [0, 6.0]
 
 
 def test_agreement_chart_cells_show_rho_and_na():

@@ -13,7 +13,7 @@ import soundfile as sf
 from core.detectors.detect import verdict_from_windows
 from core.detectors.registry import MODELS
 from core.engine.service import Engine
-from core.judgement.calibration import fit_calibration_file
+from core.judgement.calibration_file import fit_calibration_file
 
 SR = 16_000
 

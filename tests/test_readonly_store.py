@@ -196,6 +196,43 @@ def test_foreign_database_is_still_refused_read_only(tmp_path, monkeypatch):
         store.list_history(db=db)
 
 
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_a_foreign_database_is_left_byte_for_byte_as_it_was(tmp_path, capsys, journal):
+    """history --db on someone else's SQLite file: refused, and nothing written to it"""
+    from core.cli import main
+
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA journal_mode = {journal}")
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    before = db.read_bytes()
+    assert main(["history", "--db", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert "not an analysis store (tables: t); it was left untouched" in err
+    assert db.read_bytes() == before  # header, change counter, journal mode: all as they were
+    assert not db.with_name("other.db-wal").exists() or journal == "wal"
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == journal
+    conn.close()
+
+
+def test_a_store_written_by_a_newer_version_is_not_touched_either(tmp_path):
+    db = tmp_path / "newer.db"
+    store.list_history(db=db)  # a current store ...
+    with sqlite3.connect(db) as conn:  # ... plus a schema step this version does not know
+        conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                     "VALUES (?, 'm999_future', '')", [store.MIGRATIONS.name])  # fmt: skip
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the main file
+    conn.close()
+    schema._READY.clear()  # as a new process would see it
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match="written by a newer version"):
+        store.list_history(db=db)
+    assert db.read_bytes() == before
+
+
 def _refuse_mode_ro(monkeypatch):
     """sqlite as it behaves for a WAL store in a folder this user cannot write"""
     real = sqlite3.connect

@@ -105,11 +105,16 @@ def test_the_report_leads_with_the_combined_verdict_and_lists_warnings():
     doc = report.analysis_doc(analysis, [], generated=GENERATED)
     assert doc["combined"]["band"] == "uncertain" and doc["combined"]["p_spoof"] == 0.62
     assert doc["warnings"] == [{"code": "low_snr", "message": "background noise is <high>",
-                                "value": 7.5, "threshold": 10.0}]  # fmt: skip
+                                "value": 7.5, "threshold": 10.0, "quantity": "SNR",
+                                "unit": "dB", "measured": "SNR 8 dB (below 10 dB)"}]  # fmt: skip
     page = report.html_report(doc).split('id="analysis-data"')[0]
     assert page.index("UNCERTAIN") < page.index("<h2>Verdicts</h2>")
     assert "The models disagree" in page and "background noise is &lt;high&gt;" in page
-    assert "<td>7.5</td><td>10</td>" in page
+    assert "<td>SNR 8 dB (below 10 dB)</td>" in page  # the value in its unit
+    # a document written before units still reads: its bare numbers
+    old = {**doc, "warnings": [{"code": "low_snr", "message": "noisy", "value": 7.5,
+                                "threshold": 10.0}]}  # fmt: skip
+    assert "<td>7.5 (threshold 10)</td>" in report.html_report(old)
 
 
 def test_a_removed_model_is_named_as_such():

@@ -222,13 +222,28 @@ def test_old_schema_is_migrated_in_place(tmp_path):
             "orig_channels, first_seen, last_seen) VALUES (?, 1, 1.0, 16000, 1, 'a', 'b')",
             [SHA],
         )
-    assert store.schema_version(db=path) == store.SCHEMA_VERSION == 3
+    assert store.schema_version(db=path) == store.SCHEMA_VERSION == 4
     row = store.get_audio(SHA, db=path)
     assert row["duration"] == 1.0 and row["quality"] is None  # m003 added the column
     store.set_audio_quality(SHA, {"snr_db": 31.5, "warnings": []}, db=path)
     assert store.get_audio(SHA, db=path)["quality"] == {"snr_db": 31.5, "warnings": []}
     store.record_batch("b", protocol="p.txt", audio_dir="d", models=["m"], methods=[], db=path)
     assert store.get_batch("b", db=path)["models"] == ["m"]
+
+
+def test_verdict_embeddings_are_stored_and_older_rows_read_as_none(tmp_path):
+    from core.store.keys import VerdictKey
+
+    path = tmp_path / "s.db"
+    v = {"p_spoof": 0.7, "label": "spoof", "max_p_spoof": 0.9, "max_window": 0,
+         "windows": [], "seconds": 0.1, "embedding": [0.5, -1.25, 3.0]}  # fmt: skip
+    vk = VerdictKey(SHA, "m", "w" * 64, {"a": 1})
+    row, cached = store.get_or_compute_prediction(vk, lambda: v, db=path)
+    again, cached = store.get_or_compute_prediction(vk, lambda: 1 / 0, db=path)
+    assert cached and again["embedding"] == [0.5, -1.25, 3.0]
+    old = VerdictKey(SHA, "m2", "w" * 64, {})
+    store.get_or_compute_prediction(old, lambda: {**v, "embedding": None}, db=path)
+    assert store.get_prediction(old, db=path)["embedding"] is None
 
 
 def test_batches_record_files(db_path):

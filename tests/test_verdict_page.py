@@ -13,7 +13,8 @@ from app_helpers import app_env, assert_clean, new_app, texts, wav_bytes  # noqa
 from core.detectors.registry import MODELS
 from core.engine.service import Engine
 from core.judgement.assessment import calibration_metrics_path, calibration_path
-from core.judgement.calibration import fit_calibration_file, reliability
+from core.judgement.calibration import reliability
+from core.judgement.calibration_file import fit_calibration_file
 
 
 @pytest.fixture

@@ -8,6 +8,12 @@
                      address and per session: 1 s, 2 s, 4 s ... up to 60 s before the
                      next try is even checked; every failure is logged with UTC time
                      and address
+    PASSED           the Streamlit sessions that passed the gate on their latest run:
+                     ui.gate writes it, ui.guard (the server side: uploads, BackMsgs)
+                     reads it, so a session that never gave the password can change
+                     nothing on the server
+    secrets_file_problem  why a secrets file that exists cannot be used, in words
+                     that name no server path (shown to every visitor)
 
 Streamlit reports a client on the same machine as address None; here that counts as
 loopback (127.0.0.1 or ::1). Behind a reverse proxy every client has the proxy's
@@ -21,7 +27,9 @@ import ipaddress
 import logging
 import threading
 import time
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 PASSWORD_SECRET = "access_password"
@@ -252,3 +260,73 @@ class Limiter:
 
 
 LIMITER = Limiter()  # the server's one limiter; ui.gate reads it at call time
+
+
+# ----------------------------------------------------------------- passed sessions
+
+MAX_SESSIONS = 100_000  # entries kept; beyond it the longest-unseen are forgotten
+
+
+class SessionRegistry:
+    """
+    Session ids (Streamlit's, known to the page and to the server) whose latest gate
+    check passed. ``admit`` / ``revoke`` on every run of the gate; ``forget`` when the
+    server has ended the session. Thread-safe: pages run on their own threads.
+    """
+
+    def __init__(self, *, cap: int = MAX_SESSIONS):
+        self._lock = threading.Lock()
+        self._ids: dict[str, None] = {}  # insertion order = least recently admitted first
+        self.cap = cap
+
+    def admit(self, session_id: str) -> None:
+        with self._lock:
+            self._ids.pop(session_id, None)
+            self._ids[session_id] = None
+            while len(self._ids) > self.cap:
+                del self._ids[next(iter(self._ids))]
+
+    def revoke(self, session_id: str) -> None:
+        with self._lock:
+            self._ids.pop(session_id, None)
+
+    forget = revoke  # the session ended (ui.guard's sweep)
+
+    def passed(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._ids
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._ids)
+
+
+PASSED = SessionRegistry()  # the server's one registry
+
+
+# ---------------------------------------------------------------------- secrets
+
+
+def secrets_file_problem(path: str | Path) -> str:
+    """
+    Why the secrets file at ``path`` cannot be used ("" if it reads as TOML), in words
+    fit for every visitor: no server path, no secret value.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if p.suffix == ".toml":
+            return "it is a folder, not a file"
+        return "it is a secrets folder that cannot be read"
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return "it is not UTF-8 text"
+    except PermissionError:
+        return "permission denied"
+    except OSError as e:
+        return (e.strerror or type(e).__name__).lower()
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return f"it is not valid TOML ({e})"
+    return ""

@@ -43,7 +43,19 @@ def engine() -> Engine:
 @st.cache_resource(show_spinner=False)
 def _engine(db: str) -> Engine:
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # once per server, before any scoring
-    return Engine(db or None)
+    return Engine(db or None, compute=_cluster())
+
+
+def _cluster():
+    """Ray Serve deployments when ray_address (secrets file) or $DEEPFAKE_RAY_ADDRESS
+    is set (core.corpus.serve), else None: the models run in this process."""
+    from core.corpus.serve import compute_from_settings
+
+    try:
+        secrets = st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
+    except Exception:  # an unusable secrets file: the gate refuses every page anyway
+        secrets = {}
+    return compute_from_settings(secrets, os.environ)
 
 
 def db_path() -> str:

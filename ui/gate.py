@@ -8,7 +8,10 @@ secrets file that does not parse, a password under 12 characters, a network that
 not CIDR) keeps every page closed with the reason. The network list is checked on
 every run of every session; wrong passwords wait in ui.access.LIMITER. A session that
 gave the password keeps a fingerprint of it, never the password itself, so changing
-the password logs every session out.
+the password logs every session out. Each run records whether the session passed in
+ui.access.PASSED: ui.guard, the server side, refuses uploads and every other message
+that changes state from a session that has not. A real server that was not started
+through ui.guard (streamlit_app.py's ``app``) stays closed.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import uuid
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.export.colours import BONAFIDE_BLUE, SPOOF_RED
-from ui import FAVICON, PAGES, access
+from ui import FAVICON, PAGES, access, guard
 from ui.access import PASSWORD_ENV, PASSWORD_SECRET, AccessConfig, AccessConfigError
 from ui.markup import badge
 
@@ -43,16 +47,23 @@ log = logging.getLogger(__name__)
 
 def _secrets() -> dict:
     """The parsed secrets ({} with no secrets file); GateError for any that fails."""
+    error: Exception | None = None
     try:
         if st.secrets.load_if_toml_exists():
             return st.secrets.to_dict()
-        # load_if_toml_exists is False both for "no file" and for "a file that does
-        # not parse"; only the first means no secret
-        present = [p for p in st.get_option("secrets.files") if Path(p).exists()]
-    except Exception as e:  # unreadable, not UTF-8, ...: the password may be in it
-        raise GateError(f"the secrets cannot be read ({type(e).__name__}: {e})") from e
-    if present:
-        raise GateError(f"the secrets file {present[0]} exists but cannot be read")
+    except Exception as e:  # unreadable, not UTF-8, a folder: the password may be in it
+        error = e
+    # load_if_toml_exists is False both for "no file" and for "a file that cannot be
+    # used" (ui.guard makes a served app say False for an undecodable file or a folder
+    # too); only the first means no secret. Visitors see why, never the file's path.
+    for path in st.get_option("secrets.files"):
+        if Path(path).exists():
+            problem = access.secrets_file_problem(path) or "it could not be loaded"
+            log.warning("the secrets file %s cannot be used: %s", path, problem)
+            raise GateError(f"the secrets file ({Path(path).name}) cannot be read: {problem}")
+    if error is not None:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise GateError(f"the secrets cannot be read ({type(error).__name__}: {reason})")
     return {}
 
 
@@ -92,13 +103,31 @@ def _closed(message: str) -> bool:
 def require_access() -> bool:
     """
     True when the visitor may see the app. Otherwise draws the gate (a refusal, or the
-    password form) and nothing else, and returns False.
+    password form) and nothing else, and returns False. Either way the session is
+    recorded in (or removed from) ui.access.PASSED, which the server side (ui.guard)
+    consults before it takes an upload or any other message from this session.
     """
+    session_id = _session_id()
+    passed = _gate()
+    if session_id is not None:
+        (access.PASSED.admit if passed else access.PASSED.revoke)(session_id)
+    return passed
+
+
+def _session_id() -> str | None:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None
+
+
+def _gate() -> bool:
     try:
         cfg = access_config()
     except AccessConfigError as e:
         _log_once("access_logged_config", "access is closed: %s", e)
         return _closed(f"Access is closed: {e}. Fix it and restart the server.")
+    if guard.unguarded_server():
+        _log_once("access_logged_guard", "access is closed: %s", guard.UNGUARDED)
+        return _closed(f"Access is closed: {guard.UNGUARDED}.")
     address = client_address()
     if not access.address_allowed(address, cfg.networks):
         _log_once("access_logged_network", "refused a session from %s: not in "
@@ -117,7 +146,8 @@ def require_access() -> bool:
         given = st.text_input("Access password", type="password", key="access_given")
         submitted = st.form_submit_button("Enter", type="primary")
     if submitted:
-        _check(given, cfg.password, address)
+        # a client can send any value for any widget: only a string is a password
+        _check(given if isinstance(given, str) else "", cfg.password, address)
     return False
 
 

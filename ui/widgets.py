@@ -16,7 +16,6 @@ import streamlit as st
 
 from core.audio.decode import SAMPLE_RATE
 from core.detectors.detect import Verdict
-from core.detectors.registry import weights_dir
 from core.engine.results import Analysis
 from core.explain.base import Explanation
 from core.export import charts, report
@@ -80,37 +79,6 @@ def windows_text(verdict: Verdict) -> str:
     if n < total:
         return f"{n} of {total} windows ({100 * verdict.coverage:.0f} % of the file)"
     return f"{n} window{'s' if n != 1 else ''}"
-
-
-def verdict_card(key: str, verdict: Verdict) -> None:
-    st.markdown(
-        "<div class='verdict-card' data-testid='verdict-card' "
-        f"style='{verdict_style(verdict.p_spoof)};border-radius:0.6rem;"
-        "padding:0.8rem 1rem;margin-bottom:0.5rem;border:1px solid #ccc'>"
-        "<div "
-        f"style='font-size:0.85rem;opacity:0.9'>{esc(engine.model_name(key))}</div>"
-        "<div "
-        f"style='font-size:1.5rem;font-weight:700'>{verdict_word(verdict.label)}</div>"
-        f"<div>P(spoof) {verdict.p_spoof:.3f} · max window {verdict.max_p_spoof:.3f} · "
-        f"{windows_text(verdict)}</div></div>",
-        unsafe_allow_html=True,
-    )
-
-
-def verdict_cards(analysis: Analysis) -> None:
-    items = list(analysis.verdicts.items())
-    if not items:
-        st.warning("No model produced a verdict for this file.")
-        return
-    cols = st.columns(min(len(items), 3))
-    for i, (key, v) in enumerate(items):
-        with cols[i % len(cols)]:
-            verdict_card(key, v)
-    st.caption(
-        "P(spoof) is the mean over the model's analysis windows; the verdict is spoof "
-        "at 0.5 or above. The threshold is not calibrated to an operating point: "
-        "treat a verdict as a lead, not proof."
-    )
 
 
 def verdict_rows(analysis: Analysis) -> list[dict]:
@@ -200,7 +168,8 @@ def unknown_hash(sha: str) -> None:
 def no_models_message() -> None:
     st.error(
         "No detector is available, so new files cannot be analysed: no model has "
-        f"verified weights in `{weights_dir()}`. Install the published AASIST weights "
+        "verified weights in the server's weights directory (named on the **Models** "
+        "page). Install the published AASIST weights "
         "with `python -m core weights fetch aasist-official` (see the **Models** "
         "page). "
         "Stored analyses can still be opened from History."

@@ -3,6 +3,9 @@
 Pure functions of bytes and arrays, in the style of whisper/audio.py. A file that
 cannot be decoded is named by what its first bytes say it is: "damaged FLAC file (...)"
 when it starts as FLAC, WAV, Ogg or MP3 does, "not a supported audio file" otherwise.
+A file whose header gives no length (a FLAC with total_samples = 0, a WAV whose data
+chunk says 0 bytes: what encoders writing to a pipe leave) is read to its end, and
+decoding stops as soon as it passes the duration limit.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ SAMPLE_RATE = 16_000  # Hz: every detector here was trained at 16 kHz
 MAX_SECONDS_DEFAULT = 30 * 60  # 30 min: longer uploads are refused, not truncated
 SILENCE_DBFS = -60.0  # files whose RMS is below this are flagged near-silent
 SUPPORTED_FORMATS = ("wav", "flac", "mp3", "ogg")
+UNKNOWN_FRAMES = 2**62  # libsndfile's frame count at or above this means "not known"
+BLOCK_FRAMES = 1 << 16  # frames per read when streaming a file of unknown length
 
 
 class AudioError(ValueError):
@@ -108,14 +113,18 @@ def load_audio(
     if len(data) == 0:
         raise EmptyFileError("the file is empty (0 bytes)")
 
+    data_with_length = _wav_with_length(data)  # a streamed WAV's length, written in
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
+        with sf.SoundFile(io.BytesIO(data_with_length or data)) as f:
             orig_rate, channels, fmt = f.samplerate, f.channels, f.format
-            # frames can be unknown (-1 or huge) for some mp3/ogg streams; the limit
-            # is checked again after decoding
-            if 0 < f.frames < 2**62 and f.frames / orig_rate > max_seconds:
+            known = 0 < f.frames < UNKNOWN_FRAMES
+            if known and f.frames / orig_rate > max_seconds:
                 raise TooLongError(_too_long(f.frames / orig_rate, max_seconds))
-            x = f.read(dtype="float32", always_2d=True)  # (n, channels)
+            x = f.read(dtype="float32", always_2d=True) if known else None  # (n, channels)
+        if x is None:
+            # no length in the header (a piped FLAC encoder writes total_samples = 0,
+            # which libsndfile reports as 2**63 - 1 frames): stream to the end instead
+            x = _read_to_end(data, max_seconds=max_seconds)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -157,6 +166,60 @@ def load_audio(
     )
 
 
+class _ForwardReader(sf.SoundFile):
+    """
+    A SoundFile that reads block after block and never seeks. soundfile seeks back to
+    where it read after every read, and libsndfile's FLAC decoder refuses that seek in
+    a stream whose STREAMINFO gives no length.
+    """
+
+    def seekable(self) -> bool:
+        return False
+
+
+def _read_to_end(data: bytes, *, max_seconds: float) -> np.ndarray:
+    """every frame up to the end, (n, channels) float32; TooLongError past the limit"""
+    with _ForwardReader(io.BytesIO(data)) as f:
+        limit = math.floor(max_seconds * f.samplerate)
+        blocks, n = [], 0
+        while True:
+            block = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if len(block) == 0:
+                break
+            n += len(block)
+            if n > limit:  # decoding stops here: the rest is never held
+                raise TooLongError(
+                    f"the audio is longer than the limit of {_span(max_seconds)}"
+                )
+            blocks.append(block)
+        if not blocks:
+            return np.zeros((0, f.channels), dtype=np.float32)
+    return np.concatenate(blocks)
+
+
+def _wav_with_length(data: bytes) -> bytes | None:
+    """
+    A copy of a RIFF/WAVE file whose ``data`` chunk says 0 bytes (as a writer that
+    cannot seek back leaves it) with the real length written in; None for any other
+    file. libsndfile takes the 0 at its word and reads no sample.
+    """
+    if not (data[:4] == b"RIFF" and data[8:12] == b"WAVE"):
+        return None
+    at = 12
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        if data[at : at + 4] == b"data":
+            rest = len(data) - at - 8
+            if size != 0 or rest <= 0:
+                return None
+            fixed = bytearray(data)
+            fixed[at + 4 : at + 8] = min(rest, 0xFFFFFFFF).to_bytes(4, "little")
+            fixed[4:8] = min(len(data) - 8, 0xFFFFFFFF).to_bytes(4, "little")
+            return bytes(fixed)
+        at += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
 def sniff_container(data: bytes) -> str | None:
     """
     "FLAC", "WAV", "Ogg" or "MP3" when the first bytes are that container's signature
@@ -194,8 +257,12 @@ def _decode_failure(e: Exception) -> str:
     return text.rstrip(".")[:60] or type(e).__name__
 
 
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
 def _too_long(seconds: float, limit: float) -> str:
-    return f"the audio is {seconds / 60:.1f} min long; the limit is {limit / 60:.1f} min"
+    return f"the audio is {_span(seconds)} long; the limit is {_span(limit)}"
 
 
 def fit_length(x: np.ndarray, n: int) -> np.ndarray:

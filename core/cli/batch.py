@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,9 @@ def cmd_batch(args) -> int:
     except ProtocolError as e:
         print_err(str(e))
         return 2
+    if args.ray_no_pip:
+        print("note: --ray-no-pip is the default now (only the code is shipped) and does "
+              "nothing; --ray-pip ships requirements.txt", file=sys.stderr)  # fmt: skip
     methods = [m for m in (args.explain or "").split(",") if m]
     name = args.name or Path(args.protocol).stem
     try:
@@ -29,8 +33,8 @@ def cmd_batch(args) -> int:
             entries, args.audio_dir, name=name, protocol=str(args.protocol),
             models=args.model, methods=methods, segments=args.segments,
             workers=args.workers, engine=args.engine, ray_address=args.ray_address,
-            ray_pip=False if args.ray_no_pip else None, audio_url=args.audio_url,
-            gpus_per_task=args.gpus_per_task, db=args.db,
+            ray_pip=args.ray_pip, audio_url=args.audio_url,
+            gpus_per_task=args.gpus_per_task, db=args.db, progress=args.progress,
         )  # fmt: skip
     except ClusterError as e:  # unreachable, refused token, runtime_env: the setup, not the data
         print_err(str(e))
@@ -83,15 +87,21 @@ def add_cli(sub) -> None:
     p.add_argument("--ray-address", metavar="ADDR",
                    help="join this Ray cluster: HOST:PORT of `ray start --head`, ray://HOST:PORT "
                    "or auto (default: $RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--ray-pip", action="store_true",
+                   help="have Ray install requirements.txt for this job on every node "
+                   "(needs virtualenv there; default: ship only the code, and check that "
+                   "every node has this machine's package versions)")
     p.add_argument("--ray-no-pip", action="store_true",
-                   help="the cluster's nodes already have requirements.txt installed: ship "
-                   "only the code, not the pinned requirements")
+                   help="accepted for old command lines: shipping only the code is the default")
     p.add_argument("--audio-url", metavar="PREFIX",
                    help="cluster workers read PREFIX/FILE_ID.flac (https://, http://, file://) "
                    "instead of receiving the bytes from the driver")
     p.add_argument("--gpus-per-task", type=float, metavar="F",
                    help="GPU share per Ray task (default: 0.25 where the cluster has GPUs)")
     p.add_argument("--name", help="batch name (default: the protocol file's stem)")
+    # the same switch as `analyze`
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="a progress bar with throughput and ETA on stderr (default: on)")
     add_db(p)
     p.set_defaults(func=cmd_batch)
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 
+from core.audio.quality import InputQuality
 from core.cli.common import add_db, one_line, print_err
 from core.engine.service import Engine
+from core.jsonsafe import finite
 from core.judgement.combined import BANDS
 from core.store import LABELS, SORT_KEYS, StoreError
 
 
 def cmd_history(args) -> int:
     try:
-        page = Engine(args.db).history(
+        eng = Engine(args.db)
+        page = eng.history(
             filename=args.filename,
             label=args.label,
             model=args.model,
@@ -29,7 +32,12 @@ def cmd_history(args) -> int:
         print_err(one_line(e))
         return 1
     if args.json:
-        print(json.dumps(page.to_json(), indent=2))
+        try:
+            doc = {**page.to_json(), "items": [judged(eng, it) for it in page.items]}
+        except (StoreError, ValueError) as e:
+            print_err(one_line(e))
+            return 1
+        print(json.dumps(finite(doc), indent=2))
         return 0
     print(f"{page.total} analyses; showing {len(page.items)} from {page.offset + 1}")
     for it in page.items:
@@ -46,7 +54,23 @@ def cmd_history(args) -> int:
             c = it["combined"]
             p = "" if c["p_spoof"] is None else f" {c['p_spoof']:.3f}"
             print(f"    combined {c['label']}{p}  {verdicts}  [{it['n_explanations']} explanations]")
+        stored = InputQuality.from_json(it["quality"]) if it.get("quality") else None
+        for w in stored.warnings if stored else ():
+            print(f"    warning [{w.code}]: {w.message}" + (f" ({w.measured})" if w.measured else ""))
     return 0
+
+
+def judged(eng: Engine, item: dict) -> dict:
+    """
+    A history item with what `analyze --json` says of the same file: its ``quality``
+    (window facts included), ``warnings`` and ``combined``, rebuilt from the store as
+    the dashboard does (no model runs). The store's item holds only the signal part.
+    """
+    a = eng.analysis(item["sha256"])
+    if a is None:  # deleted meanwhile
+        return item
+    j = a.to_json()
+    return {**item, "quality": j["quality"], "warnings": j["warnings"], "combined": j["combined"]}
 
 
 def cmd_show(args) -> int:

@@ -110,7 +110,7 @@ def run_batch(
     workers: int = 1,
     engine: str = "local",
     ray_address: str | None = None,
-    ray_pip: bool | None = None,
+    ray_pip: bool = False,
     audio_url: str | None = None,
     gpus_per_task: float | None = None,
     db: str | Path | None = None,
@@ -119,8 +119,9 @@ def run_batch(
     """
     Analyse every entry into the store; see the module doc. engine "ray": join the
     cluster at ``ray_address`` (or $RAY_ADDRESS; "auto" = the one on this machine),
-    else start a local Ray instance with ``workers`` CPUs; ``ray_pip``, ``audio_url``
-    and ``gpus_per_task`` are core.corpus.ray_cluster.session's options. Raises
+    else start a local Ray instance with ``workers`` CPUs; ``ray_pip`` (ship the pinned
+    requirements through Ray's pip, else only the code), ``audio_url`` and
+    ``gpus_per_task`` are core.corpus.ray_cluster.session's options. Raises
     core.corpus.ray_cluster.ClusterError when the cluster cannot be used.
     """
     if engine not in ("local", "ray"):

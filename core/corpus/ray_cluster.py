@@ -3,9 +3,9 @@
 No worker node needs the driver's paths:
 
 - code: the ``core`` package travels in the job's runtime_env (``py_modules``; caches,
-  stores, weights and audio excluded), with the project's pinned requirements (``pip``)
-  when the driver joins an existing cluster, unless the nodes already have them (see
-  core.corpus.ray_connect, which also joins the cluster);
+  stores, weights and audio excluded); the nodes' packages are checked against the
+  driver's when it joins, and the pinned requirements travel too (Ray's ``pip``) only
+  when asked (see core.corpus.ray_connect, which also joins the cluster);
 - weights: each checkpoint is read once by the driver, checked against the model's
   SHA-256 and put once into the object store (one object per content hash); a worker
   checks the hash of the bytes it receives before ``torch.load(..., weights_only=True)``
@@ -33,7 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.corpus.ray_connect import ClusterError, connect  # noqa: F401 (callers catch it from here)
+from core.corpus.ray_connect import (  # noqa: F401 (callers catch ClusterError from here)
+    ClusterError,
+    connect,
+    runtime_env_error,
+)
 from core.corpus.tasks import Task, one_line, work
 from core.detectors.detect import Detector
 from core.detectors.registry import (
@@ -157,7 +161,10 @@ def run_task(task: Task, audio: list, weights: dict[str, ShippedWeights]) -> dic
 class Cluster:
     """A connected Ray session (see ``session``): runs tasks, yields their results."""
 
-    def __init__(self, *, audio_url: str | None = None, gpus_per_task: float | None = None):
+    def __init__(
+        self, *, audio_url: str | None = None, gpus_per_task: float | None = None,
+        pip: bool = False,
+    ):  # fmt: skip
         import ray
 
         self.resources = ray.cluster_resources()
@@ -168,6 +175,7 @@ class Cluster:
         default = GPU_SHARE if n_gpus else 0
         self.gpus = gpus_per_task if gpus_per_task is not None else default
         self.audio_url = audio_url
+        self.pip = pip
         self.window = max(4, IN_FLIGHT_PER_CPU * int(self.resources.get("CPU", 1)))
 
     def results(self, tasks: list[Task], specs: dict[str, ModelSpec]) -> Iterator[dict]:
@@ -214,9 +222,7 @@ class Cluster:
             try:
                 out = ray.get(ref)
             except rx.RuntimeEnvSetupError as e:
-                raise ClusterError(
-                    f"the cluster could not set up this job's runtime_env: {one_line(e)}"
-                ) from None
+                raise runtime_env_error(e, pip=self.pip) from None
             except (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError,
                     rx.LocalRayletDiedError) as e:  # fmt: skip
                 out = {"file_id": task.file_id,
@@ -234,7 +240,7 @@ def session(
     address: str | None,
     *,
     num_cpus: int,
-    pip: bool | None = None,
+    pip: bool = False,
     audio_url: str | None = None,
     gpus_per_task: float | None = None,
 ) -> Iterator[Cluster]:
@@ -245,7 +251,7 @@ def session(
         raise RuntimeError("engine 'ray' needs the ray package: pip install ray") from e
     started = connect(address, num_cpus=num_cpus, pip=pip)
     try:
-        yield Cluster(audio_url=audio_url, gpus_per_task=gpus_per_task)
+        yield Cluster(audio_url=audio_url, gpus_per_task=gpus_per_task, pip=pip)
     finally:
         if started:
             ray.shutdown()

@@ -1,5 +1,12 @@
-"""Joining a Ray cluster: what the job ships (runtime_env), token authentication, and
-one-line errors for an address that cannot be used.
+"""Joining a Ray cluster: what the job ships (runtime_env), what every node must already
+have (checked at connect time), token authentication, and one-line errors for an address
+that cannot be used.
+
+By default a job ships only the ``core`` package (``py_modules``): every node runs the
+same Python packages as the driver, which ``check_nodes`` verifies with one tiny task
+per node and names the first difference. ``pip=True`` (``--ray-pip``) makes Ray install
+the pinned requirements.txt per job instead; that needs ``virtualenv`` on every node and
+reinstalls torch for each job, so it is opt-in.
 
 Ray 2.60 turns token authentication on for clusters started where a token exists. A
 driver that names an explicit address only sends a token when RAY_AUTH_MODE=token is
@@ -28,6 +35,14 @@ EXCLUDES = ["__pycache__", "*.pyc", "*.db", "*.db-*", "*.sqlite*", "*.npy", "*.n
             "*.pt", "*.pth", "*.flac", "*.wav", "*.mp3", "*.ogg"]  # fmt: skip
 
 PROBE_TIMEOUT_S = 3.0  # to open a TCP connection to the cluster's address
+CHECK_TIMEOUT_S = 120.0  # for every node's version check (a worker start is seconds)
+CHECK_TIMEOUT_PIP_S = 1800.0  # with --ray-pip the check waits for the pip install
+# never compared: the driver's own tools, not what a worker imports
+NOT_COMPARED = {"streamlit", "altair", "tqdm"}
+PIP_HELP = (
+    "install the same versions there (pip install -r requirements.txt), or pass "
+    "--ray-pip to have Ray install them for each job (needs virtualenv on every node)"
+)
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"  # "token" turns Ray's token authentication on
 TOKEN_ENV = "RAY_AUTH_TOKEN"  # the token itself (highest precedence)
@@ -63,12 +78,114 @@ def pinned_requirements(path: Path = REQUIREMENTS) -> list[str]:
     return pins
 
 
-def runtime_env(*, pip: bool) -> dict:
+def runtime_env(*, pip: bool = False) -> dict:
     """What every worker of the job gets: the core package, and the pins when ``pip``."""
     env: dict[str, Any] = {"py_modules": [str(CORE_DIR)], "excludes": list(EXCLUDES)}
     if pip:
         env["pip"] = {"packages": pinned_requirements(), "pip_check": False}
     return env
+
+
+# ------------------------------------------------------- what every node must have
+
+
+def compared_packages(path: Path = REQUIREMENTS) -> list[str]:
+    """The distributions a worker imports: Ray, then requirements.txt's (dashboard-only
+    ones left out), in that order, so the first difference named is the likeliest."""
+    names = [pin.split("==", 1)[0].strip() for pin in pinned_requirements(path)]
+    return ["ray", *(n for n in names if n.lower() not in NOT_COMPARED)]
+
+
+def difference(driver: dict[str, str | None], node: dict[str, str | None]) -> str | None:
+    """The first way the node's packages differ from the driver's, in words, or None."""
+    for name, mine in driver.items():
+        theirs = node.get(name)
+        if mine is None or theirs == mine:
+            continue  # what the driver lacks too is not the cluster's problem
+        label = "Python" if name == "python" else name
+        if theirs is None:
+            return f"lacks {label} (this driver has {mine})"
+        return f"has {label} {theirs}, this driver {mine}"
+    return None
+
+
+def remedy(driver: dict[str, str | None], node: dict[str, str | None]) -> str:
+    """What to do about difference(driver, node)."""
+    for name in ("python", "ray"):
+        if node.get(name) != driver.get(name):
+            which = "Python" if name == "python" else f"ray=={driver[name]}"
+            return f"run the same {which} on every node (Ray cannot ship {which})"
+    return PIP_HELP
+
+
+def _versions_task():
+    """A Ray task that reports a node's versions. Built here, so that Ray ships it by
+    value: it must run where the project's own imports (numpy, torch ...) might fail."""
+
+    def versions(names):
+        import importlib.metadata
+        import platform
+
+        import ray
+
+        out = {"python": platform.python_version()}
+        for name in names:
+            try:
+                out[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                out[name] = None
+        ctx = ray.get_runtime_context()
+        return ctx.get_node_id(), out
+
+    return versions
+
+
+def check_nodes(*, pip: bool = False) -> None:
+    """
+    Run one tiny task on every alive node and compare its packages with this driver's;
+    ClusterError (one line: the node, the first difference, the remedy) if any differs,
+    or if a node cannot set up the job's runtime_env.
+    """
+    import ray
+    from ray import exceptions as rx
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    names = compared_packages()
+    task = _versions_task()
+    _, mine = task(names)  # this driver's, by the same code
+    remote = ray.remote(num_cpus=0, max_retries=0)(task)
+    nodes = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes() if n["Alive"]}
+    refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+            .remote(names) for node in nodes]  # fmt: skip
+    try:
+        answers = ray.get(refs, timeout=CHECK_TIMEOUT_PIP_S if pip else CHECK_TIMEOUT_S)
+    except rx.RuntimeEnvSetupError as e:
+        raise runtime_env_error(e, pip=pip) from None
+    except rx.GetTimeoutError:
+        raise ClusterError(
+            f"the cluster's nodes did not all run the version check within "
+            f"{CHECK_TIMEOUT_PIP_S if pip else CHECK_TIMEOUT_S:g} s: check `ray status`"
+        ) from None
+    except rx.RayError as e:
+        raise ClusterError(f"the version check failed on the cluster: {one_line(e)}") from None
+    for node, theirs in sorted(answers):
+        why = difference(mine, theirs)
+        if why is not None:
+            raise ClusterError(
+                f"Ray node {nodes.get(node, '?')} ({node[:8]}) {why}: {remedy(mine, theirs)}"
+            )
+
+
+def runtime_env_error(e: BaseException, *, pip: bool) -> ClusterError:
+    """One line for a runtime_env a node could not set up, with what to change."""
+    if pip:
+        hint = ("--ray-pip needs virtualenv on every node; leave --ray-pip out when the "
+                "nodes already have requirements.txt installed")  # fmt: skip
+    else:
+        hint = "the job ships only the core package; check the node's Ray logs"
+    return ClusterError(
+        f"the cluster could not set up this job's runtime_env ({one_line(e)}): {hint}"
+    )
 
 
 # ---------------------------------------------------------------------- connecting
@@ -167,10 +284,13 @@ def _connection_error(address: str, e: BaseException, log: str) -> ClusterError:
     )
 
 
-def connect(address: str | None, *, num_cpus: int, pip: bool | None = None) -> bool:
+def connect(
+    address: str | None, *, num_cpus: int, pip: bool = False, check: bool = True
+) -> bool:
     """
     Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray instance
-    with ``num_cpus``. ``pip`` None = ship the pins only when joining a cluster.
+    with ``num_cpus``. The job ships the core package, plus the pinned requirements with
+    ``pip``; ``check``: compare every node's packages with this driver's (check_nodes).
     Returns whether this call initialised Ray (and so must shut it down).
     """
     import ray
@@ -179,8 +299,7 @@ def connect(address: str | None, *, num_cpus: int, pip: bool | None = None) -> b
     if ray.is_initialized():  # the caller's own session: its runtime_env stands
         return False
     address = resolve_address(address)
-    env = runtime_env(pip=(address is not None) if pip is None else pip)
-    kw = dict(include_dashboard=False, log_to_driver=False, runtime_env=env)
+    kw = dict(include_dashboard=False, log_to_driver=False, runtime_env=runtime_env(pip=pip))
     if address is None:
         ray.init(num_cpus=num_cpus, **kw)
         return True
@@ -198,4 +317,10 @@ def connect(address: str | None, *, num_cpus: int, pip: bool | None = None) -> b
     except ConnectionError as e:
         raise _connection_error(address, e, box[0] if box else "") from None
     sys.stderr.write(box[0] if box else "")  # Ray's own notes on a good connection
+    if check:
+        try:
+            check_nodes(pip=pip)
+        except BaseException:
+            ray.shutdown()
+            raise
     return True

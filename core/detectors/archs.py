@@ -70,6 +70,10 @@ class Arch:
     # measured to move P(spoof) by at most ~0.025 (AASIST: ~2x faster; AASIST-L moved a
     # window by up to 0.055 and the CQT model a file by 0.047, so they stay float32)
     cpu_bf16: bool = False
+    # the module whose INPUT is the model's embedding of a window (the layer before the
+    # classifier; core.judgement.familiarity measures how far a file's embedding lies from
+    # training); None: the input of the network's last nn.Linear
+    embedding_layer: str | None = None
 
     @property
     def input_length(self) -> int:
@@ -104,6 +108,7 @@ ARCHS: dict[str, Arch] = {
         recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=20),
         paper=f"{_TSSD_PAPER} (Res-TSSDNet)",
         reference=f"{_TSSD_CODE} SSDNet1D",
+        embedding_layer="fc1",  # the 128 globally max-pooled channels
     ),
     "tssd2d": Arch(
         build=lambda config: CQTResTSSDNet(),
@@ -113,6 +118,7 @@ ARCHS: dict[str, Arch] = {
         recipe=Recipe(lr=1e-3, batch_size=16, weight_decay=0.0, epochs=10),
         paper="Hua, Teoh, Zhang, IEEE SPL 28, 2021 (2D Res-TSSDNet on CQT log power)",
         reference=f"{_TSSD_CODE} SSDNet2D",
+        embedding_layer="fc1",  # the 128 globally averaged channels
         # dev, 8 features: paired sampling at 96 draws (~52 calls) already reaches
         # Spearman 0.98, rel. L2 0.02, top 3 stable on 4 of 5 clips; exact costs 5x more
         shap_budget=96,
@@ -130,6 +136,7 @@ ARCHS: dict[str, Arch] = {
         cam_bands=sinc_band_edges,
         reference=_AASIST_CODE,
         cpu_bf16=True,
+        embedding_layer="out_layer",  # the 160-dim graph readout
     ),
     "aasist-l": Arch(
         build=_aasist,
@@ -141,6 +148,7 @@ ARCHS: dict[str, Arch] = {
         default_config=asdict(AASIST_L_CONFIG),
         cam_bands=sinc_band_edges,
         reference=_AASIST_CODE,
+        embedding_layer="out_layer",
     ),
     # no weights shipped: add the published checkpoint with `weights add --arch inc-tssdnet`
     "inc-tssdnet": Arch(

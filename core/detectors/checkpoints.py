@@ -21,6 +21,7 @@ import hashlib
 import pickle
 import re
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterable
@@ -31,6 +32,7 @@ import torch.nn as nn
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # tried in this order
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DDP, torch.compile
 SHOWN_KEYS = 3  # parameter names quoted in a mismatch message, per kind
+PICKLE_PROTOCOL_WARNING = r"Detected pickle protocol"  # torch's UserWarning, silenced
 
 
 class WeightsError(RuntimeError):
@@ -60,7 +62,11 @@ def read_checkpoint(path: Path) -> object:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about a pickle protocol it did not write before it refuses
+            # or reads the file; the refusal below already says what the file is
+            warnings.filterwarnings("ignore", message=PICKLE_PROTOCOL_WARNING)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: not a state-dict checkpoint: torch.load(weights_only=True) refused "

@@ -73,6 +73,9 @@ class Verdict:
     windows: list[WindowScore] = field(default_factory=list)  # the scored ones
     seconds: float = 0.0  # wall time to score
     n_windows: int = 0  # windows the file has (0: every one was scored)
+    # the mean over the scored windows of the model's embedding (the input of its
+    # Arch.embedding_layer); None for verdicts stored before it was recorded
+    embedding: tuple[float, ...] | None = None
 
     def __post_init__(self):
         # windows made without an index (rows stored before the cap, hand-made verdicts)
@@ -109,6 +112,8 @@ class Verdict:
             "windows": [w.__dict__ for w in self.windows],
             "seconds": self.seconds,
             "n_windows": self.total_windows,
+            **({} if self.embedding is None else
+               {"embedding": [float(f"{v:.6g}") for v in self.embedding]}),  # fmt: skip
         }
 
 
@@ -131,6 +136,7 @@ class Detector:
         self.seconds_per_window: float | None = None  # measured (moving average)
         # "bf16" or "fp32" (core.detectors.precision): the arithmetic of logits(), so of verdicts
         self.precision = scoring_precision(spec, self.device)
+        self.embedding_module = embedding_module(self.net, getattr(spec, "architecture", None))
 
     @classmethod
     def load(cls, key: str, **kwargs) -> "Detector":
@@ -147,7 +153,12 @@ class Detector:
         return self.spec.front_end.transform(windows)
 
     def logits(
-        self, inputs: torch.Tensor, *, remaining: int | None = None, work_after: float = 0.0
+        self,
+        inputs: torch.Tensor,
+        *,
+        remaining: int | None = None,
+        work_after: float = 0.0,
+        embeddings: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """
         network inputs (front end applied) -> logits (n, 2), on CPU. Each slice of
@@ -155,6 +166,7 @@ class Detector:
         (core.detectors.scheduler). The priority of those turns is the caller's job's remaining
         work: ``remaining`` windows on this model, these included (default: these), times
         the measured seconds per window, plus ``work_after`` seconds on other models.
+        ``embeddings``: a list that receives the (n, d) float32 embeddings of these inputs.
         """
         outs = []
         left = len(inputs) if remaining is None else max(int(remaining), len(inputs))
@@ -168,10 +180,24 @@ class Detector:
                 keep = KEEP_SECONDS if last and short and self.keeps_turns else 0.0
                 with self.lock.turn(work=work, keep_for=keep):
                     t0 = time.perf_counter()
-                    outs.append(self.net(part.to(self.device)).float().cpu())
+                    outs.append(self._forward(part, embeddings))
                     self._measured(time.perf_counter() - t0, len(part))
                 i, left = i + len(part), left - len(part)
         return torch.cat(outs)
+
+    def _forward(self, part: torch.Tensor, embeddings: list | None) -> torch.Tensor:
+        """one forward pass (inside a turn: nobody else runs the network meanwhile)"""
+        if embeddings is None or self.embedding_module is None:
+            return self.net(part.to(self.device)).float().cpu()
+
+        def keep(module, args):
+            embeddings.append(args[0].detach().float().reshape(len(args[0]), -1).cpu())
+
+        hook = self.embedding_module.register_forward_pre_hook(keep)
+        try:
+            return self.net(part.to(self.device)).float().cpu()
+        finally:
+            hook.remove()
 
     def turn_size(self, left: int | None = None) -> int:
         """
@@ -192,9 +218,15 @@ class Detector:
         self.seconds_per_window = per if old is None else 0.8 * old + 0.2 * per
 
     def p_spoof(
-        self, windows: np.ndarray, *, remaining: int | None = None, work_after: float = 0.0
+        self,
+        windows: np.ndarray,
+        *,
+        remaining: int | None = None,
+        work_after: float = 0.0,
+        embeddings: list[torch.Tensor] | None = None,
     ) -> np.ndarray:
-        logits = self.logits(self.frontend(windows), remaining=remaining, work_after=work_after)
+        logits = self.logits(self.frontend(windows), remaining=remaining, work_after=work_after,
+                             embeddings=embeddings)  # fmt: skip
         return p_spoof_from_logits(logits, self.spec.spoof_index).numpy()
 
     def windows(self, samples: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -221,18 +253,32 @@ class Detector:
         starts = window_starts(len(samples), self.spec.input_length, self.spec.window_hop)
         chosen = select_windows(len(starts), max_windows)
         p = np.empty(len(chosen))
+        emb: list[torch.Tensor] = []
         for i in range(0, len(chosen), BATCH_SIZE):
             part = [starts[j] for j in chosen[i : i + BATCH_SIZE]]
             windows = cut_windows(samples, part, self.spec.input_length)
             p[i : i + len(part)] = self.p_spoof(
-                windows, remaining=len(chosen) - i, work_after=work_after
+                windows, remaining=len(chosen) - i, work_after=work_after, embeddings=emb
             )
             if progress is not None:
                 progress(i + len(part), len(chosen))
-        return verdict_from_windows(
+        v = verdict_from_windows(
             self.spec, p, [starts[j] for j in chosen], len(samples),
             seconds=time.perf_counter() - t0, indices=chosen, n_windows=len(starts),
         )  # fmt: skip
+        if not emb:
+            return v
+        mean = torch.cat(emb).double().mean(dim=0)
+        return dataclasses.replace(v, embedding=tuple(float(x) for x in mean))
+
+
+def embedding_module(net: nn.Module, arch=None) -> nn.Module | None:
+    """the module whose input is the embedding: arch.embedding_layer, else the last nn.Linear"""
+    name = getattr(arch, "embedding_layer", None)
+    if name:
+        return net.get_submodule(name)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
 
 
 def expected_seconds(detectors, n_samples: int, max_windows: int | None = None) -> float:

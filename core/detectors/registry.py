@@ -131,8 +131,9 @@ MODELS: dict[str, ModelSpec] = {
             arch="tssd2d",
             config={},
             weights="tssd2d.pt",
-            sha256="cbcdc38de8f946cc5c8bcc92bd4e315b9db28814e470edf563b3469c96a23d43",
-            provenance="trained by this project on minispoof train (see model card)",
+            sha256="136ba540f1b3676d1a18ed578e464df0e513806277aede771353778d527a7e11",
+            provenance="trained by this project on minispoof train + demospoof train and "
+            "training-only vocoded copies (see model card)",
             how_to_get=_TRAIN_HINT,
             card="MODEL_CARD.md",
         ),

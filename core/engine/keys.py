@@ -77,6 +77,7 @@ def explanation_key(
     segments: int | None = None,
     n_evals: int | None = None,
     seed: int = 0,
+    reference: str | None = None,
     backend: Any = None,
 ) -> ExplanationKey:
     """
@@ -84,6 +85,9 @@ def explanation_key(
     the dashboard, the CLI and batch all resolve the default to the verdict's most
     suspicious window first, so all three share one stored copy. ``n_evals`` is the
     number of model evaluations of a sampling method (stored as ``n_samples``).
+    ``reference`` (core.explain.reference) None = the registry's default, which
+    explain_params writes into the key, so an explanation read against another
+    reference is another result.
     """
     if window is None:
         raise ValueError("explanation_key needs a resolved window index, not None")
@@ -93,6 +97,8 @@ def explanation_key(
     kw: dict[str, Any] = dict(window=int(window), target=target, n_samples=n_evals, seed=seed)
     if segments is not None:
         kw["segments"] = segments
+    if reference is not None:
+        kw["reference"] = reference
     params = dict(b.explain_params(method, **kw))
     params.update(window=int(window), target=target)
     version = str(getattr(b.EXPLAINERS[method], "version", ""))

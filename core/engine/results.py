@@ -30,6 +30,8 @@ def verdict_from_row(d: Mapping[str, Any]) -> Verdict:
     ]  # fmt: skip
     params = d.get("params") or {}
     kwargs["n_windows"] = int(d.get("n_windows") or params.get("windows_total") or 0)
+    emb = d.get("embedding")
+    kwargs["embedding"] = tuple(float(x) for x in emb) if emb else None
     return Verdict(**kwargs)
 
 

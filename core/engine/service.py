@@ -33,7 +33,7 @@ from core.engine import keys
 from core.engine.explaining import DEFAULT_SEGMENTS, Explaining  # noqa: F401 (callers import it here)
 from core.engine.results import Analysis, verdict_from_row
 from core.engine.trace import Trace
-from core.judgement.assessment import assess_analysis, load_calibration
+from core.judgement.assessment import assess_analysis, load_calibration, load_familiarity
 from core.judgement.combined import BANDS, combine
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
@@ -95,6 +95,8 @@ class Engine(Explaining):
         process-wide ones (tests pass counting fakes)
     backend : explanation registry (``explain``, ``explain_params``, ``EXPLAINERS``);
         default core.explain (or the module-level EXPLAIN_BACKEND when set)
+    compute : where the models run (core.engine.compute.Compute, e.g. a Ray cluster's
+        deployments); None = in this process. The store, keys and claims stay here.
     calibration : calibration file (default: calibration.json next to the weights)
     """
 
@@ -106,17 +108,20 @@ class Engine(Explaining):
         detectors: Mapping[str, Any] | None = None,
         backend: Any = None,
         calibration: str | Path | None = None,
+        compute: Any = None,
     ):
         self.db_path: Path | None = store.resolve_db_path(db) if use_store else None
         self._calibration_path = Path(calibration) if calibration is not None else None
         self._detectors = dict(detectors) if detectors else None
         self._backend = backend
+        self._compute = compute
 
     # ------------------------------------------------------------------ models
 
     @property
     def backend(self) -> Any:
-        return keys.explain_backend(self._backend or EXPLAIN_BACKEND)
+        compute = self._compute.explainers if self._compute is not None else None
+        return keys.explain_backend(self._backend or EXPLAIN_BACKEND or compute)
 
     def methods(self) -> dict:
         """{method key: Explainer}, in registry order."""
@@ -137,6 +142,8 @@ class Engine(Explaining):
     def detector(self, key: str):
         if self._detectors and key in self._detectors:
             return self._detectors[key]
+        if self._compute is not None:
+            return self._compute.detector(key)
         return get_detector(key)
 
     def model_keys(self, models: list[str] | None = None) -> list[str]:
@@ -401,12 +408,14 @@ class Engine(Explaining):
 
     def _item_combined(self, item: dict, calibration):
         verdicts = {
-            k: Verdict(k, p["weights_sha256"], p["p_spoof"], p["label"], p["max_p_spoof"], 0)
+            k: Verdict(k, p["weights_sha256"], p["p_spoof"], p["label"], p["max_p_spoof"], 0,
+                       embedding=tuple(p["embedding"]) if p.get("embedding") else None)
             for k, p in item.get("predictions", {}).items()
         }
         signal = InputQuality.from_json(item["quality"]) if item.get("quality") else None
         cal, problem = calibration
-        return combine(verdicts, signal, cal, calibration_problem=problem)
+        fam, _ = load_familiarity(cal)
+        return combine(verdicts, signal, cal, calibration_problem=problem, familiarity=fam)
 
     def delete(self, sha256: str) -> bool:
         return store.delete_analysis(sha256, db=self.db_path)

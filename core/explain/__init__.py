@@ -24,6 +24,8 @@ from core.explain import gradcam, gradshap, lime, shap
 from core.explain.base import Explainer, Explanation, MethodResult
 from core.explain.faithfulness import DEFAULT_RANDOM_ORDERS, deletion_curves
 from core.explain.listen import listenable
+from core.explain.notes import notes_for
+from core.explain.reference import DEFAULT_REFERENCE, check_reference, reference_names
 from core.explain.window import (
     DEFAULT_BANDS,
     DEFAULT_SEGMENTS,
@@ -53,6 +55,7 @@ __all__ = [
     "explain",
     "explain_params",
     "listenable",
+    "reference_names",
 ]
 
 
@@ -66,13 +69,15 @@ def explain_params(
     seed: int = 0,
     bands: int = DEFAULT_BANDS,
     random_orders: int = DEFAULT_RANDOM_ORDERS,
+    reference: str = DEFAULT_REFERENCE,
 ) -> dict:
     """
     The canonical, JSON-able parameters that determine an explanation (with the model,
     its weights, the audio and the method version): what Explanation.params records and
     what a cache key should hold. None for window, target and n_samples means the
     default (most suspicious window, predicted class, the method's default N); n_samples
-    is None for methods that have no sample count, whatever was passed.
+    is None for methods that have no sample count, whatever was passed. ``reference``:
+    what removed features become (core.explain.reference: "speech" or "blank").
     """
     if method not in EXPLAINERS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -91,6 +96,7 @@ def explain_params(
         "n_samples": int(n_samples) if (uses_n and n_samples is not None) else None,
         "seed": int(seed),
         "random_orders": int(random_orders),
+        "reference": check_reference(reference),
     }
 
 
@@ -107,6 +113,7 @@ def explain(
     progress: Progress | None = None,
     bands: int = DEFAULT_BANDS,
     random_orders: int = DEFAULT_RANDOM_ORDERS,
+    reference: str = DEFAULT_REFERENCE,
 ) -> Explanation:
     """
     Explain one window of a file for one model.
@@ -123,13 +130,17 @@ def explain(
     n_samples : model evaluations for sampling methods; None = the method's default
     seed : all randomness (coalitions, gradient paths, random deletion orders)
     progress : optional callable(fraction in [0, 1], message)
+    reference : what removed features become: "speech" (real-speech windows, the mean
+        over the set) or "blank" (silence, or the CQT window's mean spectrum)
 
     Returns
     -------
     Explanation; quality holds the method's own measures (r2 for LIME, completeness for
     SHAP and gradshap), the deletion areas, n_samples (N used), n_evals (model
-    evaluations of the attribution), n_evals_deletion, batch, and the seconds of each
-    part (seconds_prepare, seconds_attribution, seconds_deletion).
+    evaluations of the attribution, each coalition once per reference input),
+    n_evals_deletion, reference_size, batch, and the seconds of each part
+    (seconds_prepare, seconds_attribution, seconds_deletion); notes the sentences of
+    core.explain.notes.
     """
     params = explain_params(
         method,
@@ -140,6 +151,7 @@ def explain(
         seed=seed,
         bands=bands,
         random_orders=random_orders,
+        reference=reference,
     )
     explainer = EXPLAINERS[method]
     report = progress or (lambda fraction, message: None)
@@ -147,12 +159,15 @@ def explain(
 
     report(0.0, "preparing the window")
     win = prepare_window(
-        detector, samples, window=window, target=target, segments=segments, bands=bands
-    )
+        detector, samples, window=window, target=target, segments=segments, bands=bands,
+        reference=reference,
+    )  # fmt: skip
     n = params["n_samples"]
     if explainer.uses_n_samples and n is None:
         n = explainer.default_n_samples(win)
-    expected = n or 1
+    # methods that only call the model through the window send each coalition once per
+    # reference input
+    expected = (n or 1) * (1 if explainer.exclusive else win.n_references)
     win.on_evals = lambda k: report(
         min(0.05 + 0.65 * win.n_evals / expected, 0.7),
         f"{method}: {win.n_evals}/{expected}",
@@ -165,7 +180,7 @@ def explain(
 
     report(0.7, "deletion curves")
     evals_before = win.n_evals
-    to_do = max((1 + random_orders) * (win.n_features - 1), 1)
+    to_do = max((1 + random_orders) * (win.n_features - 1), 1) * win.n_references
     win.on_evals = lambda k: report(
         min(0.7 + 0.3 * (win.n_evals - evals_before) / to_do, 1.0),
         f"deletion curves: {win.n_evals - evals_before}/{to_do}",
@@ -173,6 +188,7 @@ def explain(
     curve, random_mean, faith = deletion_curves(
         win, result.values, random_orders=random_orders, seed=seed
     )
+    reference_p_spoof = win.reference_p_spoof  # the empty coalition: in the table
     t2 = time.perf_counter()
     win.on_evals = None
     quality = {
@@ -182,6 +198,7 @@ def explain(
         "n_evals": result.n_evals,
         "n_evals_deletion": win.n_evals - evals_before,
         "batch": win.batch,
+        "reference_size": win.n_references,
         "seconds_prepare": t_method - t0,
         "seconds_attribution": t1 - t_method,
         "seconds_deletion": t2 - t1,
@@ -214,4 +231,12 @@ def explain(
         deletion_random=random_mean,
         quality=finite(quality),  # the store keeps quality as JSON
         seconds=t2 - t0,
+        reference=reference,
+        reference_label=win.baseline_name,
+        reference_p_spoof=reference_p_spoof,
+        notes=notes_for(
+            result.values, quality=quality, target_label=win.target_label,
+            p_target=win.p_target, relative=explainer.relative,
+            reference_label=win.baseline_name, reference_p_spoof=reference_p_spoof,
+        ),  # fmt: skip
     )

@@ -50,6 +50,13 @@ class Explanation:
     # (F,) standard error of each value, for estimators that measure it (SHAP); None for
     # methods without one; zeros for exact values
     uncertainty: np.ndarray | None = None
+    # what removed features were replaced by (core.explain.reference): its name (a param),
+    # in words, and the model's P(spoof) of it, mean over the set ("" / None: unknown)
+    reference: str = ""
+    reference_label: str = ""
+    reference_p_spoof: float | None = None
+    # plain sentences that warn the reader (core.explain.notes), shown above the charts
+    notes: list = field(default_factory=list)
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta = {
@@ -107,6 +114,10 @@ class Explainer:
     # on the model's lock; False: it only calls the model through Window (SHAP, LIME),
     # one turn per batch of coalitions, so other jobs interleave (core.detectors.scheduler)
     exclusive: bool = True
+    # True: the values measure the window's difference from the reference (they sum to
+    # about f(x) - f(reference)), so their sign can contradict the verdict
+    # (core.explain.notes); False for maps that never compare with it (Grad-CAM)
+    relative: bool = True
 
     def caveat_for(self, spec) -> str | None:
         return self.caveat(spec) if self.caveat is not None else None

@@ -101,11 +101,14 @@ def caveat(spec) -> str | None:
 
 EXPLAINER = Explainer(
     name="gradcam",
-    version="1",
+    version="2",  # 2: deletion curves against the reference (real speech by default)
     fn=gradcam,
     description="Grad-CAM on the last convolutional block (Captum LayerGradCam), ReLU, "
     "upsampled to the input grid; score = target log-odds",
     label="Grad-CAM",
-    cost="One forward and one backward pass: about a second.",
+    cost="One forward and one backward pass for the map, then the deletion curves: "
+    "(1 + 3 random orders) x (features - 1) coalitions, each once per reference "
+    "window, which cost far more than the map.",
     caveat=caveat,
+    relative=False,  # an activation map: it never compares the window with the reference
 )

@@ -1,11 +1,12 @@
 """Dense expected-gradients map with Captum's GradientShap (Lundberg & Lee 2017;
 Erion et al., Nature MI 2021, arXiv 1906.10670).
 
-Each of the n_samples draws takes a random point on the straight line from the baseline
-(silence, or the window's mean spectrum) to the input, the gradient of P(target) there,
-times (input - baseline); the map is their mean, on the input grid: (input_length,) for
-waveform models, (bins, frames) for the CQT model. Its total approximates
-P(target | x) - P(target | baseline), the completeness gap is reported as for SHAP, and
+Each of the n_samples draws takes a reference input drawn from the set (core.explain.
+reference: real-speech windows by default), a random point on the straight line from it
+to the input, the gradient of P(target) there, times (input - reference); the map is
+their mean, on the input grid: (input_length,) for waveform models, (bins, frames) for
+the CQT model. Its total approximates P(target | x) - mean P(target | reference), the
+completeness gap is reported as for SHAP, and
 the feature values are the map's sums over each feature. Draws are made in chunks sized
 to the memory budget (backward keeps every activation) under a seeded forked generator.
 """
@@ -51,18 +52,19 @@ def gradient_shap(
     dense = window.spec.front_end.to_grid(total / n_samples)
     dense = dense.numpy().astype(np.float32)
     values = window.region_sum(dense)
-    quality = completeness(values, window.p_target, window.p_baseline)
+    quality = completeness(values, window.p_target, window.p_reference_target)
     quality.update(baseline=window.baseline_name, chunk=chunk)
     return MethodResult(values=values, dense=dense, n_evals=n_samples, quality=quality)
 
 
 EXPLAINER = Explainer(
     name="gradshap",
-    version="1",
+    version="2",  # 2: the reference set (real speech by default) as baselines
     fn=gradient_shap,
     default_n_samples=default_n_samples,
     description="expected gradients of P(target) from the baseline, Captum "
     "GradientShap",
     label="Expected gradients (GradientSHAP)",
-    cost="Sixteen forward and backward passes: several seconds on CPU.",
+    cost="Sixteen forward and backward passes, then the deletion curves (each coalition "
+    "once per reference window).",
 )

@@ -1,7 +1,7 @@
 """LIME (Ribeiro et al., KDD 2016, arXiv 1602.04938) with Captum's Lime.
 
 Samples: the instance itself, then coalitions with each feature kept with probability
-1/2 (removed features take the baseline, see window.py). Weights: an exponential kernel
+1/2 (removed features take the reference, see core.explain.reference). Weights: an exponential kernel
 exp(-d^2 / width^2) on the cosine distance d between the coalition's binary vector and
 the all-ones vector of the instance. Surrogate: weighted ridge regression (alpha 1, the
 reference's default) of the target's log-odds (the quantity SHAP explains, window.py) on
@@ -169,13 +169,13 @@ def lime(
 
 EXPLAINER = Explainer(
     name="lime",
-    version="2",
+    version="3",  # 3: the reference (real speech by default) is a parameter
     fn=lime,
     default_n_samples=default_n_samples,
     description="LIME surrogate coefficients of the target's log-odds, Captum Lime, "
     "exponential kernel",
     label="LIME",
-    cost="Runs the model tens of times (fewer after SHAP on the same window): up to a "
-    "minute on CPU.",
+    cost="Runs the model on tens of coalitions, each once per reference window (fewer "
+    "after SHAP on the same window), then the deletion curves.",
     exclusive=False,  # only model calls through Window: one turn per batch
 )

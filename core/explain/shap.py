@@ -1,9 +1,10 @@
 """Segment-level Shapley values (Lundberg & Lee, NeurIPS 2017) of the target's log-odds.
 
 Players are the window's interpretable features (time segments, or time x frequency
-patches for the CQT model); a removed feature takes the baseline (silence, or the
-window's mean spectrum: see window.py). The value explained is the target's log-odds
-(``Window.game``), so the values add up to log-odds(x) - log-odds(baseline); the gap is
+patches for the CQT model); a removed feature takes the reference (core.explain.reference:
+by default the same feature of each real-speech reference window, the coalition's value
+being the mean over them). The value explained is the target's log-odds
+(``Window.game``), so the values add up to log-odds(x) - log-odds(reference); the gap is
 reported as quality["completeness_gap"] and ["completeness_rel"].
 
 The estimator (shapley.py) follows the budget N: exact enumeration of all 2^F coalitions
@@ -73,13 +74,13 @@ def shapley_values(
 
 EXPLAINER = Explainer(
     name="shap",
-    version="2",
+    version="3",  # 3: the reference (real speech by default) is a parameter
     fn=shapley_values,
     default_n_samples=default_n_samples,
     description="segment Shapley values of the target's log-odds: exact when 2^F "
     "coalitions fit the budget, else Captum KernelShap with paired sampling",
     label="SHAP",
-    cost="Runs the model up to a few hundred times: seconds (Res-TSSDNet) to about a "
-    "minute (AASIST) on CPU.",
+    cost="Runs the model on up to a few hundred coalitions of segments, each once per "
+    "reference window, then the deletion curves (free after an exact SHAP).",
     exclusive=False,  # only model calls through Window: one turn per batch
 )

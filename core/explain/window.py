@@ -1,6 +1,6 @@
-"""The window an explanation is about: its network input, features, baseline and target.
+"""The window an explanation is about: its network input, features, reference and target.
 
-Everything that depends on the model's input (the feature grid, the baseline, the map
+Everything that depends on the model's input (the feature grid, the blank reference, the map
 geometry) comes from its front end, ``spec.front_end`` (core.detectors.frontends); this module
 only picks the window and the target and counts model evaluations.
 
@@ -13,27 +13,31 @@ bins = 2.25 octaves each for the default 4 bands), so ``segments`` is about the 
 of features for every model and the cost of SHAP and LIME does not depend on the
 front end.
 
-Baselines (what a removed feature is replaced by)
--------------------------------------------------
-Waveform: silence (0.0). CQT: the window's mean spectrum, i.e. each bin's average over
-the window's frames in dB. Silence in log power is -300 dB, far outside anything the net
-saw in training; the mean spectrum keeps loudness and spectral envelope and removes the
-patch's temporal detail.
+References (what a removed feature is replaced by)
+--------------------------------------------------
+``reference`` (core.explain.reference): "speech" (default), a set of K real-speech
+windows: a removed feature takes that feature of each reference window in turn, and a
+coalition's value is the mean of the target's log-odds over the K inputs (the expected
+value over a background set); "blank", the front end's baseline: silence (0.0) for
+waveform models, the window's mean spectrum in dB for the CQT model (silence in log
+power is -300 dB, far outside anything the net saw in training). ``baseline`` holds the
+K reference inputs, (K, *input_shape).
 
 Model outputs explained
 -----------------------
 SHAP and LIME explain the target's log-odds, logit[t] - logit[1 - t] = log P(t)/P(1-t)
-(``Window.game``), so Shapley values add up to log-odds(x) - log-odds(baseline): P(target)
+(``Window.game``), so Shapley values add up to log-odds(x) - log-odds(reference), the
+latter the mean over the reference set: P(target)
 saturates (AASIST often gives 0.9999), and in P the values of a saturated window all but
 vanish. The deletion curves use P(target) (``Window.evaluate``), the quantity a reader
-knows.
+knows, as the sigmoid of the coalition's mean log-odds.
 
 Coalitions are evaluated once
 -----------------------------
 Every method asks the model about coalitions (which features are kept). The answers
-depend only on the window (weights, audio, window, features, baseline), never on the
+depend only on the window (weights, audio, window, features, reference), never on the
 method or the target, so the detector object keeps them in a small LRU of tables keyed
-by the window's input, baseline and features (``coalition_table``): SHAP, LIME, the
+by the window's input, reference inputs and features (``coalition_table``): SHAP, LIME, the
 deletion curves and the random-order baseline of one window share them, the forward
 pass that picked the window fills in the full coalition, and ``Window.n_evals`` counts
 only the model calls a method really made.
@@ -41,9 +45,6 @@ only the model calls a method really made.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -55,6 +56,12 @@ import torch.nn as nn
 from core.audio.decode import SAMPLE_RATE
 from core.detectors.detect import THRESHOLD, p_spoof_from_logits
 from core.detectors.scheduler import turn_of
+from core.explain.coalitions import (  # noqa: F401  (clear_coalition_tables: re-export)
+    clear_coalition_tables,
+    coalition_codes,
+    coalition_table,
+)
+from core.explain.reference import DEFAULT_REFERENCE, reference_inputs
 
 TARGET_LABELS = ("spoof", "bonafide")
 # 8 features: small enough that SHAP can enumerate every coalition (2^8 = 256 model
@@ -67,7 +74,9 @@ MEMORY_BUDGET = 768 * 2**20  # bytes of activations one batch of perturbations m
 # perturbations per forward call, whatever the budget allows: on CPU, batches above 4
 # cost more per window (Res-TSSDNet 1D 0.08 s at 4 vs 0.19 s at 8, CQT 0.38 vs 0.70 s)
 MAX_BATCH = 4
-TABLE_CACHE_SIZE = 64  # windows whose coalition values a process keeps
+# the table entry that keeps each reference input's own logit margin (not a coalition:
+# coalition keys are bytes)
+REFERENCE_MARGINS = "reference margins"
 
 Progress = Callable[[float, str], None]
 
@@ -77,8 +86,10 @@ class Window:
     """
     One window of a file, prepared for attribution.
 
-    x, baseline : torch.Tensor, shape = (1, *spec.front_end.input_shape):
+    x : torch.Tensor, shape = (1, *spec.front_end.input_shape):
         (1, input_length) waveform, (1, 1, 432, frames) CQT
+    baseline : torch.Tensor, shape = (K, *spec.front_end.input_shape), the reference
+        inputs (K = 1 for the blank reference)
     feature_mask : torch.Tensor (int64), same shape as x: feature id 0..F-1 per element
     feature_bounds : np.ndarray, shape = (F, 2) [t0, t1] s or (F, 4) [t0, t1, f0, f1]
         s and Hz; times are seconds in the file (window start included)
@@ -91,7 +102,7 @@ class Window:
     samples: np.ndarray  # (input_length,) the window's audio at 16 kHz
     x: torch.Tensor
     baseline: torch.Tensor
-    baseline_name: str
+    baseline_name: str  # the reference in words
     feature_mask: torch.Tensor
     feature_bounds: np.ndarray
     feature_kind: str  # "time" | "time-frequency"
@@ -100,9 +111,11 @@ class Window:
     p_target: float
     activation_bytes: int  # per window, one inference forward (sum over leaf modules)
     batch: int  # perturbations per forward call (memory-sized)
+    reference: str = DEFAULT_REFERENCE  # core.explain.reference name
     n_evals: int = 0  # model evaluations made through this object
     on_evals: Callable[[int], None] | None = None
-    # coalition (packed bits) -> logit[0] - logit[1]; shared by every Window of the same
+    # coalition (packed bits) -> mean over the reference inputs of logit[0] - logit[1];
+    # REFERENCE_MARGINS -> each reference input's own; shared by every Window of the same
     # window (see coalition_table), so a coalition is sent to the model once
     table: dict = field(default_factory=dict, repr=False)
 
@@ -118,30 +131,50 @@ class Window:
     def net(self) -> nn.Module:
         return self.detector.net
 
-    def compose(self, keep: torch.Tensor) -> torch.Tensor:
-        """keep : bool (n, F), True = feature present -> network inputs (n, ...)"""
+    @property
+    def n_references(self) -> int:
+        return len(self.baseline)
+
+    def compose(self, keep: torch.Tensor, refs: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        keep : bool (n, F), True = feature present; refs : int (n,), the reference input
+        each row's removed features take (default: the first) -> network inputs (n, ...)
+        """
         full = keep[:, self.feature_mask[0].reshape(-1)].reshape(
             len(keep), *self.x.shape[1:]
         )
-        return torch.where(full, self.x, self.baseline)
+        if refs is None:
+            refs = torch.zeros(len(keep), dtype=torch.long)
+        return torch.where(full, self.x, self.baseline[refs])
 
     def _margins(self, keep: np.ndarray) -> np.ndarray:
-        """logit[0] - logit[1] for each coalition, from the table or the model"""
+        """
+        logit[0] - logit[1] for each coalition, the mean over the reference inputs,
+        from the table or the model: each missing coalition is sent once per reference
+        input, ``batch`` inputs per forward call
+        """
         keep = np.asarray(keep, dtype=bool).reshape(-1, self.n_features)
         codes = coalition_codes(keep)
         missing = list(dict.fromkeys(c for c in codes if c not in self.table))
         if missing:
             rows = {c: i for i, c in enumerate(codes)}
             todo = torch.as_tensor(keep[[rows[c] for c in missing]])
-            for i in range(0, len(todo), self.batch):
-                part = todo[i : i + self.batch]
-                logits = self.detector.logits(self.compose(part)).double()
-                margin = (logits[:, 0] - logits[:, 1]).cpu().numpy()
-                for c, m in zip(missing[i : i + self.batch], margin):
-                    self.table[c] = float(m)
+            k = self.n_references
+            flat = torch.arange(len(todo) * k)  # input j: coalition j // k, reference j % k
+            margins = np.empty(len(flat))
+            for i in range(0, len(flat), self.batch):
+                part = flat[i : i + self.batch]
+                logits = self.detector.logits(self.compose(todo[part // k], part % k))
+                logits = logits.double()
+                margins[i : i + len(part)] = (logits[:, 0] - logits[:, 1]).cpu().numpy()
                 self.n_evals += len(part)
                 if self.on_evals is not None:
                     self.on_evals(len(part))
+            per_input = margins.reshape(len(missing), k)
+            for c, m in zip(missing, per_input):
+                self.table[c] = float(m.mean())
+                if not np.any(np.frombuffer(c, np.uint8)):  # every feature removed
+                    self.table[REFERENCE_MARGINS] = tuple(float(v) for v in m)
         return np.array([self.table[c] for c in codes], dtype=np.float64)
 
     def game(self, keep: np.ndarray) -> np.ndarray:
@@ -165,8 +198,28 @@ class Window:
 
     @property
     def p_baseline(self) -> float:
-        """P(target) with every feature removed"""
+        """P(target) with every feature removed (sigmoid of the mean log-odds)"""
         return float(self.evaluate(np.zeros((1, self.n_features), bool))[0])
+
+    def reference_margins(self) -> np.ndarray:
+        """(K,) logit[0] - logit[1] of each reference input (every feature removed)"""
+        if REFERENCE_MARGINS not in self.table:
+            self.table.pop(coalition_codes(np.zeros((1, self.n_features), bool))[0], None)
+            self._margins(np.zeros((1, self.n_features), bool))
+        return np.asarray(self.table[REFERENCE_MARGINS], dtype=np.float64)
+
+    @property
+    def reference_p_spoof(self) -> float:
+        """the model's P(spoof) of the reference inputs themselves, mean over the set"""
+        m = self.reference_margins()
+        spoof_margin = m if self.spec.spoof_index == 0 else -m
+        return float(np.mean(1.0 / (1.0 + np.exp(-spoof_margin))))
+
+    @property
+    def p_reference_target(self) -> float:
+        """P(target) of the reference inputs, mean over the set (expected gradients)"""
+        p = self.reference_p_spoof
+        return p if self.target_label == "spoof" else 1.0 - p
 
     def region_mean(self, dense: np.ndarray) -> np.ndarray:
         """mean of a map on the input grid over each feature -> (F,)"""
@@ -206,10 +259,12 @@ def prepare_window(
     target: str | None = None,
     segments: int = DEFAULT_SEGMENTS,
     bands: int = DEFAULT_BANDS,
+    reference: str = DEFAULT_REFERENCE,
 ) -> Window:
     """
     Pick the window (None = most suspicious, max P(spoof)), compute the network input,
-    the features and the baseline, and resolve the target (None = predicted class).
+    the features and the reference inputs (core.explain.reference), and resolve the
+    target (None = predicted class).
     """
     spec = detector.spec
     front_end = spec.front_end
@@ -234,7 +289,7 @@ def prepare_window(
 
     mask, bounds = front_end.features(x, segments=segments, bands=bands)
     bounds[:, :2] += start
-    baseline = front_end.baseline(x)
+    baseline, baseline_name = reference_inputs(reference, detector, x)
     mask = mask.reshape(x.shape)
     table = coalition_table(detector, index, x, baseline, mask)
     # every feature kept is x itself: the forward above already answered it
@@ -248,7 +303,8 @@ def prepare_window(
         samples=batch[index].copy(),  # not a view: the other windows can go
         x=x,
         baseline=baseline,
-        baseline_name=front_end.baseline_name,
+        baseline_name=baseline_name,
+        reference=reference,
         feature_mask=mask,
         feature_bounds=bounds,
         feature_kind=front_end.feature_kind,
@@ -259,41 +315,6 @@ def prepare_window(
         batch=batch_size(act_bytes, detector.device),
         table=table,
     )
-
-
-_TABLES_LOCK = threading.Lock()
-
-
-def coalition_codes(keep: np.ndarray) -> list[bytes]:
-    """the table keys of coalitions: each row of keep (n, F) bool as packed bits"""
-    return [row.tobytes() for row in np.packbits(keep, axis=1)]
-
-
-def coalition_table(detector, index: int, x, baseline, mask) -> dict:
-    """
-    The table of coalition values for this window, new and empty if none: kept on the
-    detector object (so a reloaded or different net never sees another's values), a
-    small LRU keyed by the window's input, baseline and features.
-    """
-    digest = hashlib.sha256()
-    for t in (x, baseline, mask):
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    key = (int(index), digest.hexdigest())
-    with _TABLES_LOCK:
-        tables = detector.__dict__.setdefault("_coalition_tables", OrderedDict())
-        table = tables.get(key)
-        if table is None:
-            table = tables[key] = {}
-        tables.move_to_end(key)
-        while len(tables) > TABLE_CACHE_SIZE:
-            tables.popitem(last=False)
-    return table
-
-
-def clear_coalition_tables(detector) -> None:
-    """forget a detector's cached coalition values (tests; weights changed in place)"""
-    with _TABLES_LOCK:
-        detector.__dict__.pop("_coalition_tables", None)
 
 
 def _logits_and_activation_bytes(detector, x: torch.Tensor) -> tuple[torch.Tensor, int]:

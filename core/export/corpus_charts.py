@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from core.corpus.summary import CorpusSummary
-from core.export.charts import evidence_channel, evidence_limit
+from core.export.charts import evidence_channel, evidence_limit, sized
 
 
 def time_profile_frame(summary: CorpusSummary, model: str, method: str) -> pd.DataFrame:
@@ -43,9 +43,12 @@ def frequency_profile_frame(summary: CorpusSummary, model: str, method: str) -> 
 def _system_heatmap(
     df: pd.DataFrame, x: alt.X, x2: str, span: list[alt.Tooltip], height_per_row: int
 ) -> alt.Chart:
-    """one row per attack system, cells from x to x2 on the evidence scale"""
+    """
+    one row per attack system, cells from x to x2 on the evidence scale; a batch with
+    one or two systems still gets a readable plot (sized() keeps it >= MIN_PLOT_PX)
+    """
     n = max(df["system"].nunique(), 1)
-    return (
+    chart = (
         alt.Chart(df)
         .mark_rect()
         .encode(
@@ -56,8 +59,8 @@ def _system_heatmap(
             tooltip=[alt.Tooltip("system:N"), alt.Tooltip("files:Q"), *span,
                      alt.Tooltip("evidence:Q", format="+.3f", title="mean evidence")],
         )
-        .properties(height=height_per_row * n)
     )
+    return sized(chart, height_per_row * n)
 
 
 def time_heatmap(df: pd.DataFrame, *, height_per_row: int = 26) -> alt.Chart:

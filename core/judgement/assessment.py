@@ -15,6 +15,7 @@ combined verdict then says "not calibrated" and why, never a silent guess.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Mapping
@@ -22,13 +23,16 @@ from typing import Mapping
 from core.audio.quality import InputQuality, with_windows
 from core.detectors.detect import Verdict
 from core.detectors.registry import weights_dir
-from core.judgement.calibration import CalibrationFile, CalibrationFileError
+from core.judgement.calibration import CalibrationFileError
+from core.judgement.calibration_file import CalibrationFile
 from core.judgement.combined import Combined, combine
+from core.judgement.familiarity import Familiarity, FamiliarityError
 
 CALIBRATION_NAME = "calibration.json"
 METRICS_NAME = "calibration.metrics.json"  # held-out measurements (calibrate --eval-protocol)
 
 _CACHE: dict[str, tuple[int, CalibrationFile | None, str | None]] = {}
+_FAMILIARITY: dict[tuple[str, str], tuple[Familiarity | None, str | None]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -61,6 +65,24 @@ def load_calibration(
         return cal, problem
 
 
+def load_familiarity(
+    cal: CalibrationFile | None, directory: str | Path | None = None
+) -> tuple[Familiarity | None, str | None]:
+    """the Gaussians the calibration names, checked against its SHA-256; (None, why) if refused"""
+    entry = (cal.familiarity if cal is not None else None) or {}
+    if not entry.get("sha256"):
+        return None, None
+    path = Path(directory or weights_dir()) / Path(str(entry.get("file", ""))).name
+    key = (str(path), entry["sha256"])
+    with _CACHE_LOCK:
+        if key not in _FAMILIARITY:
+            try:
+                _FAMILIARITY[key] = (Familiarity.load(path, entry["sha256"]), None)
+            except FamiliarityError as e:
+                _FAMILIARITY[key] = (None, f"unfamiliarity not measured: {e}")
+        return _FAMILIARITY[key]
+
+
 def assess_analysis(
     signal: InputQuality | None,
     verdicts: Mapping[str, Verdict],
@@ -78,4 +100,8 @@ def assess_analysis(
         totals = {k: v.total_windows for k, v in verdicts.items()}
         quality = with_windows(signal, n_windows, lengths, totals)
     cal, problem = calibration
-    return quality, combine(verdicts, quality, cal, calibration_problem=problem)
+    fam, fam_problem = load_familiarity(cal)
+    combined = combine(verdicts, quality, cal, calibration_problem=problem, familiarity=fam)
+    if fam_problem:
+        combined = dataclasses.replace(combined, reasons=(*combined.reasons, fam_problem))
+    return quality, combined

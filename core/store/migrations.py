@@ -7,7 +7,7 @@ Tables (built by MIGRATIONS; the step count is mirrored in ``PRAGMA user_version
                   (named by the hash, never by an uploaded name)
     filenames     (sha256, filename) PK: every name the audio was uploaded under
     predictions   key PK = core.store.keys.VerdictKey.key; per-window results, file score,
-                  label, seconds, created
+                  label, seconds, created, the mean window embedding (schema 4)
     explanations  key PK = core.store.keys.ExplanationKey.key; meta JSON, arrays as
                   np.savez_compressed (loaded with allow_pickle=False), quality JSON
     claims        key PK: who is computing a missing result right now (single flight)
@@ -133,6 +133,13 @@ def m003_audio_quality(db: Database) -> None:
     # input-quality measurements of the signal (core.audio.quality.InputQuality JSON), so a
     # stored analysis shows its warnings without decoding the audio again
     db.table("audio").add_column("quality", str)
+
+
+@MIGRATIONS()
+def m004_embeddings(db: Database) -> None:
+    # each verdict's mean window embedding (JSON list; NULL for older rows), from which the
+    # judgement measures how unfamiliar the audio is to the model (core.judgement.familiarity)
+    db.table("predictions").add_column("embedding", str)
 
 
 SCHEMA_VERSION = len(MIGRATIONS._migrations)  # mirrored in PRAGMA user_version

@@ -66,6 +66,9 @@ def _bound(value: str | dt.date | dt.datetime | None, *, upper: bool) -> str | N
     return day.isoformat(timespec="microseconds")
 
 
+MAX_SEARCH_CHARS = 500  # a longer file-name search is refused (SQLite caps LIKE patterns)
+
+
 def _like(text: str) -> str:
     return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
 
@@ -107,6 +110,11 @@ def list_history(
         raise ValueError(f"label must be one of {', '.join(LABELS)}")
     limit, offset = max(0, int(limit)), max(0, int(offset))
     where, params = [], []
+    if filename and len(filename) > MAX_SEARCH_CHARS:
+        raise ValueError(
+            f"the file-name search is {len(filename)} characters long; at most "
+            f"{MAX_SEARCH_CHARS} are searched for"
+        )
     if filename:
         where.append(
             "EXISTS (SELECT 1 FROM filenames n WHERE n.sha256 = a.sha256 "
@@ -165,10 +173,11 @@ def _history_item(conn: Database, sha: str) -> dict:
     item = audio_row(conn, sha) or {}
     preds: dict[str, dict] = {}
     for r in conn.query(
-        "SELECT model, weights_sha256, p_spoof, label, max_p_spoof, created "
+        "SELECT model, weights_sha256, p_spoof, label, max_p_spoof, embedding, created "
         "FROM predictions WHERE audio_sha256 = ? ORDER BY created DESC",
         [sha],
     ):
+        r["embedding"] = json.loads(r["embedding"]) if r.get("embedding") else None
         preds.setdefault(r.pop("model"), r)
     item["predictions"] = dict(sorted(preds.items()))
     item["n_explanations"] = conn.execute(

@@ -24,6 +24,8 @@ def prediction_row(row: dict) -> dict:
     row = dict(row)
     row["params"] = json.loads(row["params"])
     row["windows"] = json.loads(row["windows"])
+    emb = row.get("embedding")
+    row["embedding"] = json.loads(emb) if emb else None  # rows from before schema 4: None
     return row
 
 
@@ -72,6 +74,7 @@ def get_or_compute_prediction(
                 "max_window": int(v["max_window"]),
                 "windows": dumps(v["windows"]),
                 "seconds": float(v.get("seconds", 0.0)),
+                "embedding": dumps(v["embedding"]) if v.get("embedding") else None,
                 "created": now(),
             },
             pk="key",

@@ -8,7 +8,9 @@ Concurrency: WAL journal, a busy timeout, every write inside BEGIN IMMEDIATE
 "database is locked"), one connection per operation (sqlite3 connections stay on their
 thread). A file at the store path that is not our store (foreign, truncated, corrupt,
 written by a newer version) raises StoreError with a one-line message; it is never
-replaced.
+replaced, nor changed: an existing file is first opened read-only, and only once its
+schema is confirmed as ours (or it holds no table) is it opened for writing, switched
+to WAL and migrated.
 
 Read-only: with ``open_db(read_only=True)``, with $DEEPFAKE_DB_READONLY=1, or when the
 file or its folder is not writable, the store opens ``mode=ro`` (``immutable=1`` where
@@ -223,6 +225,13 @@ def _ready_key(path: Path) -> tuple[str, int, int] | None:
     return (str(path), st.st_dev, st.st_ino)
 
 
+def _holds_data(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _enable_wal(db: Database, path: Path) -> None:
     # switching journal mode needs a moment alone with the file; retry briefly
     deadline = time.monotonic() + BUSY_TIMEOUT_S
@@ -311,6 +320,13 @@ def open_db(
                     raise StoreError(
                         f"cannot create {path.parent}: {e.strerror or e}"
                     ) from e
+                if _holds_data(path):
+                    # a file this process did not create: confirm it is our store (or
+                    # an empty database) through a read-only connection, so a foreign
+                    # or newer file is refused with nothing written, not even the
+                    # switch to WAL
+                    with _connect(path, read_only=True) as conn:
+                        _pending(conn, path)
                 with _connect(path) as conn:
                     _enable_wal(conn, path)
                     _migrate(conn, path)

@@ -7,8 +7,10 @@ again under each degradation to learn how far the band must widen when the match
 input warning fires. ``pool`` fits on dev under several conditions at once (clean dev
 plus, e.g., noisy and MP3 copies of it): the fusion then weighs each model by how well
 it holds up across channels, not by clean in-domain dev alone, which favours the least
-robust model; every fitted number still comes from dev. ``measure(cal, models, entries, audio_dir)`` reports EER, Cllr, min Cllr, ECE and
-the band shares of each model and of the combination on a held-out protocol.
+robust model; every fitted number still comes from dev. Several dev protocols (DevSet) are
+pooled; with two or more sources the bands and widenings come from each source held out in
+turn (core.training.held_out), and the unfamiliar-audio measure is fitted on the training
+files (core.training.unfamiliar). core.training.measure reports a fit on eval.
 
 Scores are cached under cache/scores/ by model weights, protocol content and condition,
 so a refit or a second measurement does not score again.
@@ -17,6 +19,7 @@ so a refit or a second measurement does not score again.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -26,22 +29,16 @@ from core.audio.protocol import ProtocolEntry
 from core.detectors.registry import PROJECT_ROOT
 from core.judgement.calibration import (
     Bands,
-    CalibrationFile,
+    Fusion,
     as_labels,
     choose_bands,
-    cllr,
-    cllr_from_llr,
-    ece,
-    ece_interval,
     eer,
-    fit_calibration_file,
-    fit_fusion,
     log_odds,
-    min_cllr,
-    reliability,
 )
+from core.judgement.calibration_file import CalibrationFile, fit_calibration_file
 from core.judgement.combined import MAX_WIDEN
 from core.training.evaluate import score_protocol
+from core.training.held_out import MIN_ROWS, held_out_apply, held_out_p, n_groups, per_source
 
 SCORE_CACHE = PROJECT_ROOT / "cache" / "scores"
 DEFAULT_DEGRADE = ("telephone", "mp3:32k", "noise:10db")
@@ -60,33 +57,58 @@ def _protocol_tag(entries: list[ProtocolEntry], audio_dir: str | Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _cache_path(detector, entries, audio_dir, condition, cache_dir) -> Path | None:
+    if cache_dir is None:
+        return None
+    spec = detector.spec
+    tag = _protocol_tag(entries, audio_dir)
+    precision = getattr(detector, "precision", "fp32")  # bf16 scores are not fp32's
+    arith = "" if precision == "fp32" else f".{precision}"
+    return Path(cache_dir) / f"{spec.key}.{spec.sha256[:16]}{arith}.{tag}.{condition}.npy"
+
+
+def _score(detector, entries, audio_dir, condition, progress) -> list:
+    if condition == "clean":
+        return score_protocol(detector, entries, audio_dir, progress=progress)
+    from core.training.robustness import score_degraded
+
+    return score_degraded(detector, entries, audio_dir, [condition], progress=progress)[condition]
+
+
+def cached_outputs(
+    detector, entries: list[ProtocolEntry], audio_dir: str | Path, condition: str = "clean",
+    *, progress: bool = True, cache_dir: Path | None = SCORE_CACHE, embeddings: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """
+    (whole-file P(spoof) per entry, and with ``embeddings`` their (n, d) mean window
+    embeddings or None where the model has none), in protocol order; cached per weights,
+    arithmetic, files and condition (NAME.npy and NAME.emb.npy)
+    """
+    path = _cache_path(detector, entries, audio_dir, condition, cache_dir)
+    emb_path = None if path is None else path.with_suffix(".emb.npy")
+    if path is not None and path.exists() and (not embeddings or emb_path.exists()):
+        scores = np.load(path)
+        return scores, (np.load(emb_path) if embeddings else None)
+    scored = _score(detector, entries, audio_dir, condition, progress)
+    scores = np.array([s.score for s in scored], dtype=np.float64)
+    emb = None
+    if all(getattr(s, "embedding", None) is not None for s in scored) and scored:
+        emb = np.array([s.embedding for s in scored], dtype=np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, scores)
+        if emb is not None:
+            np.save(emb_path, emb)
+    return scores, (emb if embeddings else None)
+
+
 def cached_scores(
     detector, entries: list[ProtocolEntry], audio_dir: str | Path, condition: str = "clean",
     *, progress: bool = True, cache_dir: Path | None = SCORE_CACHE,
 ) -> np.ndarray:  # fmt: skip
     """whole-file P(spoof) per entry, in protocol order (cached per weights + files)"""
-    spec = detector.spec
-    path = None
-    if cache_dir is not None:
-        tag = _protocol_tag(entries, audio_dir)
-        precision = getattr(detector, "precision", "fp32")  # bf16 scores are not fp32's
-        arith = "" if precision == "fp32" else f".{precision}"
-        path = Path(cache_dir) / f"{spec.key}.{spec.sha256[:16]}{arith}.{tag}.{condition}.npy"
-        if path.exists():
-            return np.load(path)
-    if condition == "clean":
-        scored = score_protocol(detector, entries, audio_dir, progress=progress)
-    else:
-        from core.training.robustness import score_degraded
-
-        scored = score_degraded(detector, entries, audio_dir, [condition], progress=progress)[
-            condition
-        ]
-    scores = np.array([s.score for s in scored], dtype=np.float64)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, scores)
-    return scores
+    return cached_outputs(detector, entries, audio_dir, condition, progress=progress,
+                          cache_dir=cache_dir)[0]  # fmt: skip
 
 
 def widening(clean: Bands, degraded: Bands) -> float:
@@ -98,143 +120,131 @@ def widening(clean: Bands, degraded: Bands) -> float:
     return min(by, MAX_WIDEN)
 
 
+@dataclass(frozen=True)
+class DevSet:
+    """one dev protocol; ``by_source``: its first column names the source (DemoSpoof pages)"""
+
+    name: str
+    entries: list[ProtocolEntry]
+    audio_dir: str | Path
+    by_source: bool = False
+
+    def sources(self) -> list[str]:
+        return [e.speaker if self.by_source else self.name for e in self.entries]
+
+
+def _widening_on(p, y, rows, bands: Bands, max_error: float) -> float | None:
+    """widening() on the rows ``rows`` selects; None when too few rows or one class"""
+    yy = y[rows]
+    if rows.sum() < MIN_ROWS or yy.min() == yy.max():
+        return None
+    return widening(bands, choose_bands(p[rows], yy, max_error=max_error))
+
+
 def fit(
     detectors: Mapping[str, object],
-    entries: list[ProtocolEntry],
-    audio_dir: str | Path,
+    entries: list[ProtocolEntry] | list[DevSet],
+    audio_dir: str | Path | None = None,
     *,
     degrade: tuple[str, ...] = DEFAULT_DEGRADE,
     pool: tuple[str, ...] = ("clean",),
     max_error: float = 0.05,
     progress: bool = True,
     cache_dir: Path | None = SCORE_CACHE,
+    familiarity_sets: list[tuple[list[ProtocolEntry], str | Path]] = (),
+    familiarity_out: Path | None = None,
+    report: dict | None = None,
     log=print,
 ) -> CalibrationFile:
-    one = as_labels([e.key for e in entries])
+    """
+    Fit on dev: one protocol (entries, audio_dir) or several DevSets, pooled. With two or
+    more sources the bands and every widening are chosen on held-out-source outputs
+    (core.training.held_out); with ``familiarity_sets`` (the training files) the
+    unfamiliarity Gaussians are fitted and saved to ``familiarity_out``. ``report``, when
+    given, receives the held-out numbers per source ("held_out_sources", clean dev).
+    """
+    sets = ([DevSet("dev", list(entries), audio_dir)]
+            if entries and isinstance(entries[0], ProtocolEntry) else list(entries))  # fmt: skip
     pool = tuple(dict.fromkeys(pool)) or ("clean",)
-    scores = {
-        k: np.concatenate([
-            cached_scores(d, entries, audio_dir, cond, progress=progress, cache_dir=cache_dir)
-            for cond in pool
-        ])
-        for k, d in detectors.items()
-    }  # fmt: skip
-    labels = np.tile(one, len(pool))
+    keys = tuple(sorted(detectors))
+
+    def outputs(cond: str, emb: bool = False) -> dict:
+        return {k: [cached_outputs(detectors[k], d.entries, d.audio_dir, cond, progress=progress,
+                                   cache_dir=cache_dir, embeddings=emb) for d in sets]
+                for k in keys}  # fmt: skip
+
+    one = np.concatenate([as_labels([e.key for e in d.entries]) for d in sets])
+    src1 = np.concatenate([d.sources() for d in sets])
+    per_cond = {c: outputs(c) for c in pool}
+    scores = {k: np.concatenate([np.concatenate([o[0] for o in per_cond[c][k]]) for c in pool])
+              for k in keys}  # fmt: skip
+    labels, groups = np.tile(one, len(pool)), np.tile(src1, len(pool))
     fitted_on = {
-        "protocol_sha256": _protocol_tag(entries, audio_dir),
+        "protocols": [{"name": d.name, "sha256": _protocol_tag(d.entries, d.audio_dir),
+                       "by_source": d.by_source, "n": len(d.entries)} for d in sets],
+        "sources": sorted(set(src1.tolist())),
         "n_bonafide": int((one == 0).sum()),
         "n_spoof": int((one == 1).sum()),
         "max_error": max_error,
         "degrade": list(degrade),
         "pool": list(pool),
-    }
+    }  # fmt: skip
+    if len(sets) == 1:
+        fitted_on["protocol_sha256"] = fitted_on["protocols"][0]["sha256"]
     cal = fit_calibration_file(
         scores, labels, weights_sha256={k: d.spec.sha256 for k, d in detectors.items()},
         fitted_on=fitted_on, max_error=max_error,
     )  # fmt: skip
-    full = cal.fusion.select(tuple(detectors))
+    held = n_groups(src1) >= 2
+    if held:  # bands from outputs on sources the fit did not see
+        subsets = {s: replace(f, bands=choose_bands(held_out_p(scores, labels, groups, s), labels,
+                                                    max_error=max_error))
+                   for s, f in cal.fusion.subsets.items()}  # fmt: skip
+        cal = replace(cal, fusion=Fusion(cal.fusion.models, subsets))
+    full = cal.fusion.select(keys)
+    p_all = held_out_p(scores, labels, groups, keys) if held else np.asarray(full.apply(scores))
     widen: dict[str, float] = {}
     for cond in degrade:
         code = WARNING_OF.get(cond)
         if code is None:
             raise ValueError(f"{cond}: no input warning matches it; use {', '.join(WARNING_OF)}")
-        deg = {
-            k: cached_scores(d, entries, audio_dir, cond, progress=progress, cache_dir=cache_dir)
-            for k, d in detectors.items()
-        }
-        bands = choose_bands(full.apply(deg), one, max_error=max_error)
-        by = widening(full.bands, bands)
-        log(f"{cond}: dev EER {100 * eer(full.apply(deg), one):.1f} %, widen {code} by {by:.2f}")
+        deg = {k: np.concatenate([o[0] for o in v]) for k, v in outputs(cond).items()}
+        p_deg = (held_out_apply(scores, labels, groups, keys, deg, src1) if held
+                 else np.asarray(full.apply(deg)))  # fmt: skip
+        by = widening(full.bands, choose_bands(p_deg, one, max_error=max_error))
+        log(f"{cond}: dev EER {100 * eer(p_deg, one):.1f} %, widen {code} by {by:.2f}")
         widen[code] = max(widen.get(code, 0.0), by)
-    return CalibrationFile(cal.models, cal.fusion, cal.fitted_on, cal.version, widen)
+    # the models disagree: some calibrated P(spoof) above 0.5 and another below
+    calibrated = np.stack([cal.models[k].calibration.apply(scores[k]) for k in keys])
+    split = (calibrated.max(axis=0) > 0.5) & (calibrated.min(axis=0) < 0.5)
+    by = _widening_on(p_all, labels, split, full.bands, max_error) if len(keys) > 1 else None
+    fitted_on["models_disagree_rows"] = int(split.sum())
+    if by is not None:
+        widen["models_disagree"] = by
+        log(f"models disagree on {int(split.sum())} of {len(split)} dev rows: widen by {by:.2f}")
+    familiarity, flagged = {}, np.zeros(len(labels), dtype=bool)
+    if familiarity_sets:
+        from core.training.unfamiliar import fit_familiarity
 
-
-def attack_folds(entries: list[ProtocolEntry], *, seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """
-    One fold per attack system: its spoofed files, plus an equal share of the bona fide
-    speakers (dealt at random, seeded; a speaker's files stay together).
-    Returns (fold index per entry, the attacks in fold order).
-    """
-    one = as_labels([e.key for e in entries])
-    attacks = sorted({e.system for e, y in zip(entries, one) if y == 1})
-    if len(attacks) < 2:
-        raise ValueError("leaving one attack out needs at least two attack systems")
-    speakers = sorted({e.speaker for e, y in zip(entries, one) if y == 0})
-    order = np.random.default_rng(seed).permutation(len(speakers))
-    fold_of = {speakers[j]: i % len(attacks) for i, j in enumerate(order)}
-    folds = [attacks.index(e.system) if y == 1 else fold_of[e.speaker] for e, y in zip(entries, one)]
-    return np.array(folds), attacks
-
-
-def held_out_llr(
-    scores: Mapping[str, np.ndarray], entries: list[ProtocolEntry], *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """
-    Fused log-odds of every file from a fusion fitted without its fold (attack_folds):
-    how the combination does on an attack it has not seen. ``scores[m]`` holds P(spoof)
-    of the entries repeated whole per pooled condition (len = k * len(entries)).
-    Returns (llr, labels), both of that length.
-    """
-    fold1, attacks = attack_folds(entries, seed=seed)
-    models = tuple(sorted(scores))
-    copies = len(scores[models[0]]) // len(entries)
-    y = np.tile(as_labels([e.key for e in entries]), copies)
-    fold = np.tile(fold1, copies)
-    llr = np.zeros(len(y))
-    for f in range(len(attacks)):
-        out = fold == f
-        fused = fit_fusion({m: scores[m][~out] for m in models}, y[~out]).select(models)
-        llr[out] = fused.llr({m: scores[m][out] for m in models})
-    return llr, y
-
-
-def held_out_attacks(
-    scores: Mapping[str, np.ndarray], entries: list[ProtocolEntry], *, seed: int = 0
-) -> dict:
-    """held_out_llr's pooled EER, Cllr and ECE (10 bins, balanced), with the attacks"""
-    llr, y = held_out_llr(scores, entries, seed=seed)
-    p = 1.0 / (1.0 + np.exp(-llr))
-    return {"attacks": attack_folds(entries, seed=seed)[1], "eer": float(eer(llr, y)),
-            "cllr": float(cllr_from_llr(llr, y)), "ece": float(ece(p, y, 10))}  # fmt: skip
-
-
-def _band_stats(p: np.ndarray, y: np.ndarray, bands: Bands) -> dict:
-    confident = (p < bands.lo) | (p > bands.hi)
-    wrong = confident & ((p > bands.hi) != (y == 1))
-    n_conf = int(confident.sum())
-    return {
-        "uncertain_share": float(1 - confident.mean()),
-        "error_rate_outside": float(wrong.sum() / n_conf) if n_conf else None,
-        "n_confident": n_conf,
-    }
-
-
-def measure(
-    cal: CalibrationFile,
-    scores: Mapping[str, np.ndarray],
-    labels,
-) -> dict:
-    """EER, Cllr, min Cllr, ECE (10 bins, balanced), reliability and band shares"""
-    y = as_labels(labels)
-    out: dict = {"models": {}, "n_bonafide": int((y == 0).sum()), "n_spoof": int((y == 1).sum())}
-
-    def metrics(raw: np.ndarray, p: np.ndarray) -> dict:
-        rel = reliability(p, y, 10)
-        return {
-            "eer": float(eer(raw, y)),
-            "cllr": float(cllr(p, y)),
-            "min_cllr": float(min_cllr(raw, y)),
-            "ece": float(ece(p, y, 10)),
-            "ece_ci95": list(ece_interval(p, y, 10)),
-            "reliability": rel.to_json(),
-        }
-
-    for k in sorted(scores):
-        p = cal.models[k].calibration.apply(scores[k])
-        out["models"][k] = metrics(scores[k], np.asarray(p))
-    if cal.fusion is not None:
-        fused = cal.fusion.select(tuple(scores))
-        p = np.asarray(fused.apply(scores))
-        out["combined"] = {**metrics(p, p), **_band_stats(p, y, fused.bands), "models": list(fused.models),
-                           "bands": fused.bands.to_json()}  # fmt: skip
-    return out
+        familiarity, flagged = fit_familiarity(
+            detectors, keys, familiarity_sets, sets, pool, p_all, labels, outputs=cached_outputs,
+            out=familiarity_out, progress=progress, cache_dir=cache_dir, log=log,
+        )  # fmt: skip
+        by = _widening_on(p_all, labels, flagged, full.bands, max_error)
+        fitted_on["unfamiliar_rows"] = int(flagged.sum())
+        if by is not None:
+            widen["unfamiliar_audio"] = by
+            log(f"unfamiliar audio: {int(flagged.sum())} dev rows above the threshold, "
+                f"widen by {by:.2f}")
+    if report is not None and held:
+        c0 = pool.index("clean") if "clean" in pool else 0
+        rows = np.zeros(len(labels), dtype=bool)
+        rows[c0 * len(one) : (c0 + 1) * len(one)] = True
+        by_row = (split * widen.get("models_disagree", 0.0)
+                  + flagged * widen.get("unfamiliar_audio", 0.0))  # fmt: skip
+        report["held_out_sources"] = per_source(p_all[rows], labels[rows], groups[rows],
+                                                full.bands, np.minimum(by_row[rows], MAX_WIDEN))
+        report["held_out_note"] = (
+            "clean dev, each source scored by a fusion fitted without it; bands widened "
+            "where the models disagree or the audio is unfamiliar (input warnings not applied)")
+    return CalibrationFile(cal.models, cal.fusion, cal.fitted_on, cal.version, widen, familiarity)

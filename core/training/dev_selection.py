@@ -79,8 +79,10 @@ def load_matched_dev(
     return data, np.array([e.speaker for e in entries])
 
 
-def evaluate_matched(net, data: TrainData, sources: np.ndarray, *, spoof_index: int, device) -> float:
-    """matched EER (fraction) of one deterministic crop per file; sources without both sides left out"""
+def evaluate_matched(
+    net, data: TrainData, sources: np.ndarray, *, spoof_index: int, device
+) -> float:
+    """matched EER (fraction) of one deterministic crop per file; one-sided sources left out"""
     m = matched_eer(crop_scores(net, data, spoof_index=spoof_index, device=device),
                     data.is_spoof, sources)  # fmt: skip
     if m["matched"] is None:

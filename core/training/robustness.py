@@ -67,8 +67,10 @@ def score_degraded(
             raise AudioError(f"{path}: {err}") from err
         for cond, f in funcs.items():
             rng = np.random.default_rng(condition_seed(e.file_id, cond))
-            p = float(detector.score(f(samples, rng)).p_spoof)
-            out[cond].append(ScoredFile(e.file_id, e.system, e.key, p))
+            v = detector.score(f(samples, rng))
+            out[cond].append(ScoredFile(e.file_id, e.system, e.key, float(v.p_spoof),
+                                        source=e.speaker,
+                                        embedding=getattr(v, "embedding", None)))  # fmt: skip
     return out
 
 

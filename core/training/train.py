@@ -1,4 +1,4 @@
-"""Training (`python -m core train`, CLI in core.cli.train): train (or fine-tune) a detector on an ASVspoof-style protocol.
+"""Training (`python -m core train`, CLI in core.cli.train): train or fine-tune a detector.
 
 Everything architecture-specific comes from ``ARCHS[arch]`` (core.detectors.registry): the network
 (``build(default_config)``), the label order, the front end (what a training item is,

@@ -359,7 +359,8 @@ def link_audio(entries: list[ProtocolEntry], audio_dir: str | Path, folder: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.training.vocode", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m core.training.vocode",
+                                description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--protocol", required=True, help="TRAIN protocol; its bona fide are used")
     p.add_argument("--audio-dir", required=True, help="directory of FILE_ID.flac")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"default {DEFAULT_OUT}")

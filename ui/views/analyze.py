@@ -13,6 +13,7 @@ from core.detectors.registry import WeightsError
 from core.store import StoreError
 from ui import engine, verdict, widgets
 from ui.links import share_box, share_url
+from ui.markup import without_paths
 from ui.views.explanation import (
     explanation_controls,
     explanation_on_demand,
@@ -52,7 +53,7 @@ def render() -> None:
     verdict.combined_card(analysis)
     verdict.warnings_block(analysis)
     st.markdown("##### Per model")
-    widgets.verdict_cards(analysis)
+    verdict.verdict_cards(analysis)
     st.markdown("##### P(spoof) over time")
     widgets.timeline(analysis)
 
@@ -103,13 +104,13 @@ def analyze_and_report(data: bytes, filename: str) -> str | None:
             status.update(
                 label=f"Could not analyse {name}", state="error", expanded=True
             )
-            st.error(f"**{name}** could not be analysed: {e}.")
+            st.error(f"**{name}** could not be analysed: {without_paths(e)}.")
             return None
         except (WeightsError, StoreError) as e:
             status.update(
                 label=f"Could not analyse {name}", state="error", expanded=True
             )
-            st.error(f"The server could not analyse **{name}**: {e}")
+            st.error(f"The server could not analyse **{name}**: {without_paths(e)}")
             return None
         how = "served from the store" if all(analysis.cached.values()) else "scored"
         status.update(

@@ -20,7 +20,8 @@ from core.export import charts
 from core.store import StoreError
 from ui import engine, verdict, widgets
 from ui.links import share_box, share_url
-from ui.views.explanation import View, compute_explanation
+from ui.markup import without_paths
+from ui.views.explanation import View, computed
 
 PREFIX = "compare"
 
@@ -71,7 +72,7 @@ def pick_analysis(*, prefix: str) -> str | None:
     try:
         recent = engine.history(limit=50).items
     except StoreError as e:
-        st.error(f"The store could not be read: {e}")
+        st.error(f"The store could not be read: {without_paths(e)}")
         return None
     if not recent:
         st.info("Nothing analysed yet. Upload a file on **Analyze** first.")
@@ -152,30 +153,7 @@ def compare_grid(
     }
     missing = [k for k, v in cells.items() if v is None]
     if missing:
-        registry = engine.methods()
-        costs = {
-            meth: registry[meth].cost for _, meth in missing if registry[meth].cost
-        }
-        st.info(
-            f"{len(cells) - len(missing)} of {len(cells)} explanations are stored. "
-            "Computing the rest runs the models and stores the results for everyone. "
-            + " ".join(f"{registry[m].title}: {c}" for m, c in costs.items())
-        )
-        if st.button(
-            f"Compute the {len(missing)} missing explanation(s)",
-            type="primary",
-            key=f"{prefix}_compute",
-        ):
-            bar = st.progress(0.0, text="starting…")
-            for i, (m, meth) in enumerate(missing):
-                bar.progress(
-                    i / len(missing),
-                    text=f"{i + 1}/{len(missing)}: "
-                    f"{engine.method_label(meth)} · {engine.model_name(m)}",
-                )
-                view = View(plan.sha, m, meth, plan.windows[m], plan.target)
-                cells[(m, meth)] = compute_explanation(view)
-            bar.progress(1.0, text="all explanations ready")
+        compute_missing(cells, missing, plan, prefix=prefix)
     st.caption(
         "Each small chart: evidence per time segment (or patch), in time order, on the "
         "red (spoof) / blue (bona fide) scale. Hover a bar for its times and value."
@@ -205,6 +183,48 @@ def compare_grid(
                     f"{e.window_start:.2f}-{e.window_end:.2f} s"
                 )
     return {k: v for k, v in cells.items() if v is not None}
+
+
+def compute_missing(
+    cells: dict[tuple[str, str], Explanation | None],
+    missing: list[tuple[str, str]],
+    plan: ComparePlan,
+    *,
+    prefix: str,
+) -> None:
+    """
+    The offer to compute the missing cells and, once clicked, their progress, in one
+    slot that is emptied when they are in: no stale count or status boxes stay above
+    the grid. ``cells`` is filled in place; failures are listed after.
+    """
+    registry = engine.methods()
+    costs = {meth: registry[meth].cost for _, meth in missing if registry[meth].cost}
+    slot = st.empty()
+    with slot.container():
+        st.info(
+            f"{len(cells) - len(missing)} of {len(cells)} explanations are stored. "
+            "Computing the rest runs the models and stores the results for everyone. "
+            + " ".join(f"{registry[m].title}: {c}" for m, c in costs.items())
+        )
+        if not st.button(
+            f"Compute the {len(missing)} missing explanation(s)",
+            type="primary",
+            key=f"{prefix}_compute",
+        ):
+            return
+        bar = st.progress(0.0, text="starting…")
+        failed: list[str] = []
+        for i, (m, meth) in enumerate(missing):
+            name = f"{engine.method_label(meth)} · {engine.model_name(m)}"
+            bar.progress(i / len(missing), text=f"{i + 1}/{len(missing)}: {name}")
+            done = computed(View(plan.sha, m, meth, plan.windows[m], plan.target), errors=failed)
+            cells[(m, meth)] = done[0] if done else None
+    slot.empty()
+    if failed:
+        st.error(
+            f"{len(failed)} of {len(missing)} explanations could not be computed:\n\n"
+            + "\n".join(f"- {line}" for line in failed)
+        )
 
 
 def agreement_section(

@@ -11,6 +11,7 @@ import streamlit as st
 from core.store import StoreError
 from ui import engine
 from ui.links import index_in, query_str, share_url
+from ui.markup import without_paths
 
 PREFIX = "corpus"
 
@@ -19,7 +20,7 @@ def render() -> None:
     try:
         batches = engine.batches()
     except StoreError as e:
-        st.error(str(e))
+        st.error(without_paths(e))
         st.stop()
     if not batches:
         st.info(
@@ -58,8 +59,17 @@ def render() -> None:
     st.subheader("Where the evidence sits, per attack")
     pairs = sorted({(p.model, p.method) for p in summary.profiles})
     if not pairs:
-        st.info("This batch has no stored explanations: rerun it with `--explain`.")
+        st.info(
+            "No explanation is stored for this batch's files, so there is no map to draw. "
+            "Rerun it with `python -m core batch ... --explain shap` (or another method "
+            "name): files already scored are not scored again."
+        )
     else:
+        if not batch["methods"]:
+            st.caption(
+                "This batch was run without `--explain`; the maps use explanations stored "
+                "for its files from elsewhere (the dashboard, `analyze --explain`)."
+            )
         left, right = st.columns(2)
         model = left.selectbox(
             "Model",
@@ -99,6 +109,10 @@ def attack_maps(summary, model: str, method: str) -> None:
         "**Over time** (relative position in the explained window, the most "
         "suspicious one by default)"
     )
+    if df.empty:
+        st.info(f"No {engine.method_label(method)} explanation of "
+                f"{engine.model_name(model)} is stored for this batch's files.")  # fmt: skip
+        return
     st.altair_chart(corpus_charts.time_heatmap(df), width="stretch")
     fdf = corpus_charts.frequency_profile_frame(summary, model, method)
     if not fdf.empty:

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.audio.decode import SAMPLE_RATE
+from core.engine.explaining import default_view
 from core.engine.results import Analysis
 from core.explain.base import Explanation
 from core.explain.geometry import is_tiled
+from core.explain.notes import reference_line
 from core.export import charts
 from ui import engine
 from ui.links import index_in, query_int, query_str
+from ui.markup import without_paths
 from ui.widgets import (
     TARGET_CHOICES,
     explanation_caption,
@@ -56,18 +59,22 @@ def explanation_controls(analysis: Analysis, *, prefix: str) -> View:
     registry = engine.methods()
     method_keys = list(registry)
     link_problems(analysis, models, method_keys)
+    # SHAP on the model that agrees best with the combined verdict, unless the URL asks
+    default_model, default_method = default_view(analysis, method_keys)
     c1, c2, c3, c4 = st.columns([3, 2, 4, 2])
     model = c1.selectbox(
         "Model",
         models,
-        index=index_in(models, query_str("model")),
+        index=index_in(models, query_str("model"), index_in(models, default_model)),
         format_func=engine.model_name,
         key=f"{prefix}_model",
     )
     method = c2.selectbox(
         "Method",
         method_keys,
-        index=index_in(method_keys, query_str("method")),
+        index=index_in(
+            method_keys, query_str("method"), index_in(method_keys, default_method)
+        ),
         format_func=engine.method_label,
         key=f"{prefix}_method",
     )
@@ -152,23 +159,38 @@ def explanation_on_demand(view: View, *, prefix: str) -> Explanation | None:
         st.success(explanation_caption(expl, True, None), icon=":material/bolt:")
         return expl
     explainer = engine.methods()[view.method]
-    if cancelled:
-        st.warning(
-            f"{explainer.title} was cancelled: nothing was stored, and anyone can compute "
-            "it again.",
-            icon=":material/cancel:",
+    # the offer in one slot, emptied once it is taken: nothing says "not computed yet"
+    # above the progress and the finished explanation
+    slot = st.empty()
+    with slot.container():
+        if cancelled:
+            st.warning(
+                f"{explainer.title} was cancelled: nothing was stored, and anyone can "
+                "compute it again.",
+                icon=":material/cancel:",
+            )
+        st.info(
+            f"{explainer.title} for {engine.model_name(view.model)} on window "
+            f"#{view.window} "
+            f"has not been computed yet. {estimate_sentence(view)} Once computed it is "
+            "stored and "
+            "opens instantly for everyone."
         )
-    st.info(
-        f"{explainer.title} for {engine.model_name(view.model)} on window "
-        f"#{view.window} "
-        f"has not been computed yet. {explainer.cost} Once computed it is stored and "
-        "opens instantly for everyone."
-    )
-    if not st.button(
-        f"Compute {explainer.title}", type="primary", key=f"{prefix}_compute"
-    ):
+        clicked = st.button(
+            f"Compute {explainer.title}", type="primary", key=f"{prefix}_compute"
+        )
+    if not clicked:
         return None
+    slot.empty()
     return compute_explanation(view)
+
+
+def estimate_sentence(view: View) -> str:
+    """how long it will take here, from costs measured on this server"""
+    a = engine.analysis(view.sha)
+    verdict = a.verdicts.get(view.model) if a is not None else None
+    estimate = engine.engine().explanation_estimate(view.model, view.method, verdict=verdict)
+    return estimate.sentence()
 
 
 def cancel_flag(view: View) -> str:
@@ -177,11 +199,24 @@ def cancel_flag(view: View) -> str:
 
 
 def compute_explanation(view: View) -> Explanation | None:
+    """``computed`` and a line saying how it came; None (and why) on failure."""
+    done = computed(view)
+    if done is None:
+        return None
+    expl, cached, seconds = done
+    st.success(explanation_caption(expl, cached, seconds), icon=":material/check_circle:")
+    return expl
+
+
+def computed(
+    view: View, *, errors: list[str] | None = None
+) -> tuple[Explanation, bool, float] | None:
     """
-    Get-or-compute one explanation in an st.status box; None (and why) on failure.
-    Its Cancel button reruns the page: Streamlit stops this run at the next progress
-    update, the engine drops its claim on the result (core.store.flight), and the
-    rerun says it was cancelled instead of computing again.
+    Get-or-compute one explanation in an st.status box: (explanation, served from the
+    store, seconds), or None (and why) on failure. Its Cancel button reruns the page:
+    Streamlit stops this run at the next progress update, the engine drops its claim
+    on the result (core.store.flight), and the rerun says it was cancelled instead of
+    computing again. ``errors``: each failure's line is also appended there.
     """
     label = f"{engine.method_label(view.method)} · {engine.model_name(view.model)}"
     with st.status(f"Computing {label}…", expanded=True) as status:
@@ -202,7 +237,9 @@ def compute_explanation(view: View) -> Explanation | None:
         # shown, not raised: one failed method leaves the page usable
         except Exception as e:
             status.update(label=f"{label} failed", state="error")
-            st.error(f"{label} could not be computed: {e}")
+            st.error(f"{label} could not be computed: {without_paths(e)}")
+            if errors is not None:
+                errors.append(f"{label}: {without_paths(e)}")
             return None
         how = "from the store" if cached else f"computed in {seconds:.1f} s"
         status.update(
@@ -210,16 +247,17 @@ def compute_explanation(view: View) -> Explanation | None:
             state="complete",
             expanded=False,
         )
-    st.success(
-        explanation_caption(expl, cached, seconds), icon=":material/check_circle:"
-    )
-    return expl
+    return expl, cached, seconds
 
 
 def explanation_view(sha: str, expl: Explanation) -> None:
     """Every chart and player for one explanation (Analyze page)."""
     samples = engine.audio_samples(sha)
     start, end = expl.window_start, expl.window_end
+    for note in expl.notes:  # core.explain.notes: when the charts may mislead
+        st.warning(note, icon=":material/warning:")
+    if reference_line(expl):
+        st.caption(reference_line(expl))
     st.markdown("##### Waveform with evidence over time")
     if samples is not None:
         seg = samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]

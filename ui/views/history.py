@@ -13,6 +13,7 @@ from core.judgement.combined import BAND_LABELS
 from core.store import StoreError
 from ui import PAGES, engine, widgets
 from ui.links import share_box, share_url
+from ui.markup import without_paths
 from ui.verdict import band_badge
 
 PREFIX = "history"
@@ -84,11 +85,9 @@ def render() -> None:
         f"{result.total} analys{'is' if result.total == 1 else 'es'} · "
         f"page {page_no} of {pages}"
     )
+    frame = history_frame(result.items)
     st.dataframe(
-        history_frame(result.items),
-        hide_index=True,
-        width="stretch",
-        column_config=history_columns(),
+        frame, hide_index=True, width="stretch", column_config=history_columns(frame)
     )
     if pages > 1:
         st.number_input("Page", 1, pages, key=f"{p}_page")
@@ -104,7 +103,7 @@ def render() -> None:
     )
     item = items[chosen]
     st.markdown(history_verdict_line(item), unsafe_allow_html=True)
-    b1, b2 = st.columns([1, 4])
+    b1, b2 = st.columns([2, 3])
     if b1.button("Open in Analyze", type="primary", key=f"{p}_open"):
         st.switch_page(PAGES["analyze"].file, query_params={"sha": chosen})
     b2.page_link(
@@ -138,11 +137,17 @@ def history_page(
             offset=(max(int(page), 1) - 1) * page_size,
         )
     except (StoreError, ValueError) as e:
-        st.error(f"The history could not be read: {e}")
+        st.error(f"The history could not be read: {without_paths(e)}")
         return None
 
 
 def history_frame(items: list[dict]):
+    """
+    One row per analysis, narrow enough for a 1024-px screen with the sidebar open and
+    three models: a link, the file, the combined verdict, P(spoof) per model (headed
+    by its short key), when it was last seen. Duration, hash and explanations are in the
+    line under the table for the chosen analysis.
+    """
     import pandas as pd
 
     rows = []
@@ -150,15 +155,11 @@ def history_frame(items: list[dict]):
         row = {
             "open": share_url(it["sha256"]),
             "file": it.get("filename") or "",
-            "hash": widgets.short(it["sha256"]),
-            "duration (s)": round(float(it.get("duration") or 0.0), 2),
             "combined": _combined_text(it.get("combined")),
         }
         for key, p in (it.get("predictions") or {}).items():
-            word = "spoof" if p["label"] == "spoof" else "bona fide"
-            row[engine.model_name(key)] = f"{word} ({float(p['p_spoof']):.2f})"
-        row["explanations"] = int(it.get("n_explanations") or 0)
-        row["last seen"] = _when(it.get("last_seen"))
+            row[key] = round(float(p["p_spoof"]), 2)
+        row["last seen"] = (it.get("last_seen") or "")[:10]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -167,22 +168,29 @@ def _combined_text(c: dict | None) -> str:
     if not c:
         return ""
     shown = c["p_spoof"] is not None and c["band"] != "too_short"
-    p = f" ({c['p_spoof']:.2f})" if shown else ""
-    return c["label"] + p + (" · models disagree" if c["models_disagree"] else "")
+    p = f" {c['p_spoof']:.2f}" if shown else ""
+    return c["label"] + p + (" · disagree" if c["models_disagree"] else "")
 
 
-def history_columns() -> dict:
-    return {
+def history_columns(frame) -> dict:
+    """column widths (px) that keep the table inside its container; help on each"""
+    columns = {
         "open": st.column_config.LinkColumn(
-            "open",
-            display_text="open ↗",
-            width="small",
-            help="opens this analysis (a share link)",
+            "link", display_text="↗", width=40, help="opens this analysis (a share link)"
         ),
-        "hash": st.column_config.TextColumn(
-            "hash", help="first 12 hex digits of the SHA-256"
+        "file": st.column_config.TextColumn("file", width=128),
+        "combined": st.column_config.TextColumn(
+            "combined", width=130, help="the combined verdict and its calibrated P(spoof)"
         ),
+        "last seen": st.column_config.TextColumn("seen", width=84, help="last seen (UTC date)"),
     }
+    for key in frame.columns:
+        if key not in columns:
+            columns[key] = st.column_config.NumberColumn(
+                key, width=56, format="%.2f",
+                help=f"P(spoof) of {engine.model_name(key)}; 0.5 or more: it says spoof",
+            )  # fmt: skip
+    return columns
 
 
 def _when(iso: str | None) -> str:
@@ -190,24 +198,32 @@ def _when(iso: str | None) -> str:
 
 
 def history_verdict_line(item: dict) -> str:
-    """The chosen analysis' verdicts as badges, and what is known of the file (HTML)."""
+    """
+    The chosen analysis' verdicts as badges (the models' muted, as leads, when the
+    combined verdict is too short or uncertain), and what is known of the file (HTML).
+    """
+    from ui.verdict import LEAD_BANDS, MUTED_STYLE
+
     c = item.get("combined")
     parts = [band_badge(c["band"], None if c["band"] == "too_short" else c["p_spoof"])] if c else []
-    parts += [
-        widgets.badge(
-            f"{engine.model_name(key)}: {widgets.verdict_word(p['label'])} "
-            f"{float(p['p_spoof']):.2f}",
-            style=widgets.verdict_style(float(p["p_spoof"])),
-        )
-        for key, p in (item.get("predictions") or {}).items()
-    ]
+    lead = bool(c) and c["band"] in LEAD_BANDS
+    for key, p in (item.get("predictions") or {}).items():
+        word = widgets.verdict_word(p["label"])
+        style = widgets.verdict_style(float(p["p_spoof"]))
+        if lead:
+            word, style = f"leans {word.lower()}", MUTED_STYLE
+        parts.append(widgets.badge(
+            f"{engine.model_name(key)}: {word} {float(p['p_spoof']):.2f}", style=style
+        ))  # fmt: skip
     names = ", ".join(item.get("filenames") or [item.get("filename") or ""])
     return (
         f"<div style='margin:0.3rem 0 0.6rem 0'>{''.join(parts) or 'no verdicts'}</div>"
         f"<div style='font-size:0.85rem;color:#666'>uploaded as {widgets.esc(names)} · "
-        f"{float(item.get('duration') or 0):.2f} s · first seen "
+        f"{float(item.get('duration') or 0):.2f} s · "
+        f"{int(item.get('n_explanations') or 0)} explanation(s) stored · first seen "
         f"{_when(item.get('first_seen'))}"
-        f" · SHA-256 <code>{widgets.esc(item['sha256'])}</code></div>"
+        f" · SHA-256 <code style='word-break:break-all'>{widgets.esc(item['sha256'])}</code>"
+        "</div>"
     )
 
 

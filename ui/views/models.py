@@ -10,6 +10,14 @@ import streamlit as st
 from core.detectors.registry import user_registry_problems as registry_problems
 from core.detectors.registry import weights_dir
 from ui import engine, verdict, widgets
+from ui.markup import without_paths
+
+
+NOT_READY = {
+    "missing": "Not installed.",
+    "checksum mismatch": "The installed file does not match its SHA-256: refused.",
+    "not registered": "No weights are registered for it yet.",
+}
 
 
 def render() -> None:
@@ -26,7 +34,7 @@ def render() -> None:
             "each card below says."
         )
     for problem in registry_problems():
-        st.error(f"User model registry: {problem}")
+        st.error(f"User model registry: {without_paths(problem)}")
     for card in cards:
         model_card(card)
     verdict.calibration_section()
@@ -42,6 +50,14 @@ def model_card(card: dict) -> None:
             f"{card['frontend']} front end · scores in {card['arithmetic']} on this server"
         )
         badge.markdown(widgets.status_badge(card["status"]), unsafe_allow_html=True)
+        if card["status"] != "ok":
+            # beside the badge: what makes this model usable (e.g. the published AASIST
+            # checkpoints load unchanged only once `weights fetch` has installed them)
+            why = NOT_READY.get(card["status"], "Not usable.")
+            head.markdown(
+                f":orange[**{why}**] Install it with `{card['how_to_get']}`; the file is "
+                "checked against the SHA-256 below before it is ever loaded."
+            )
         if card.get("origin") == "user":
             badge.markdown(
                 widgets.badge("user-added", style="background:#6a4c93;color:#fff", pill=True),
@@ -69,8 +85,6 @@ def model_card(card: dict) -> None:
             st.write(card["provenance"])
             st.markdown(f"File `{card['weights']}`, SHA-256:")
             st.code(card["sha256"] or "(none registered yet)", language=None)
-            if card["status"] != "ok":
-                st.info(f"To install: `{card['how_to_get']}`")
             st.markdown("**Limits**")
             st.markdown(widgets.bullets(card["limits"]))
         if card["model_card"]:

@@ -36,6 +36,24 @@ CQT_MAX_BINS = 72  # heatmap cells across frequency (432 bins / 6)
 DENSE_TIME_CELLS = 160  # a dense waveform attribution is pooled to this many bands
 DENSE_TF_CELLS = (36, 80)  # a dense CQT attribution: (frequency, time) cells
 TOP_PATCHES = 24  # the bar chart shows at most this many time-frequency patches
+PATCH_ROW_PX = 20  # height of one patch's row (patches are drawn as horizontal bars)
+MIN_PLOT_PX = 120  # no chart's plot area is drawn shorter than this
+
+
+# ---------------------------------------------------------------------------- size
+
+
+def sized(chart, height: int):
+    """
+    The chart at ``height`` px of plot area and the width of its container. Streamlit
+    otherwise sizes the whole chart (axes, titles, legends) to the height, so long
+    labels or a legend squeeze the plot to a few pixels (autosize "fit").
+    """
+    return chart.properties(
+        height=max(int(height), MIN_PLOT_PX),
+        width="container",
+        autosize=alt.AutoSizeParams(type="fit-x", contains="padding"),
+    )
 
 
 # ---------------------------------------------------------------------------- colour
@@ -181,8 +199,9 @@ def waveform_chart(
             ],
         )
     )
+    height = max(int(height), MIN_PLOT_PX)
     if expl is None:
-        return alt.layer(wave).properties(height=height, width="container")
+        return sized(alt.layer(wave), height)
     bands = cells_frame(time_bands(expl, cells=DENSE_TIME_CELLS)).drop(columns=["f0", "f1"])
     overlay = _evidence_rects(
         bands,
@@ -193,7 +212,7 @@ def waveform_chart(
         ],
         x=alt.X("t0:Q"), x2="t1:Q", y=alt.value(0), y2=alt.value(height),
     )  # fmt: skip
-    return alt.layer(overlay, wave).properties(height=height, width="container")
+    return sized(alt.layer(overlay, wave), height)
 
 
 def cqt_chart(
@@ -226,7 +245,9 @@ def cqt_chart(
             y=y,
             y2="f1:Q",
             color=alt.Color(
-                "db:Q", scale=alt.Scale(scheme="greys"), title="level (dB)"
+                "db:Q", scale=alt.Scale(scheme="greys"), title="level (dB)",
+                # below the plot, so the evidence legend keeps the right-hand side
+                legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=200),
             ),
             tooltip=[
                 alt.Tooltip("t0:Q", title="time (s)", format=".2f"),
@@ -237,7 +258,7 @@ def cqt_chart(
         )
     )
     if expl is None:
-        return alt.layer(base).properties(height=height, width="container")
+        return sized(alt.layer(base), height)
     ov = cells_frame(time_frequency_cells(expl, freqs, max_cells=DENSE_TF_CELLS))
     overlay = _evidence_rects(
         ov,
@@ -251,22 +272,21 @@ def cqt_chart(
         ],
         x=x, x2="t1:Q", y=y, y2="f1:Q",
     )  # fmt: skip
-    return (
-        alt.layer(base, overlay)
-        .resolve_scale(color="independent", opacity="independent")
-        .properties(height=height, width="container")
-    )
+    layered = alt.layer(base, overlay).resolve_scale(color="independent", opacity="independent")
+    return sized(layered, height)
 
 
 def segment_chart(
     expl, *, top: int = TOP_PATCHES, height: int = 220, compact: bool = False
-) -> alt.Chart:
+) -> alt.Chart | alt.LayerChart:
     """
-    Bar per interpretable feature, on the evidence scale. Time segments in time order;
-    time-frequency patches: the ``top`` strongest, strongest first. ``compact``: no
-    legend, labels or titles, for small multiples (the tooltips keep every value).
-    Where the explanation measured a standard error per feature (SHAP), each bar gets
-    an error bar of +/- 2 standard errors (about a 95 % interval).
+    Bar per interpretable feature, on the evidence scale. Time segments: upright bars
+    in time order. Time-frequency patches: the ``top`` strongest as horizontal bars,
+    strongest first, their long labels ("1.00-1.40 s, 250 Hz-1.0 kHz") on the y axis,
+    one PATCH_ROW_PX row each. ``compact``: upright bars without legend, labels or
+    titles, for small multiples (the tooltips keep every value). Where the explanation
+    measured a standard error per feature (SHAP), each bar gets an error bar of +/- 2
+    standard errors (about a 95 % interval).
     """
     cells = features(expl)
     se = getattr(expl, "uncertainty", None)
@@ -295,34 +315,28 @@ def segment_chart(
     tooltip.append(alt.Tooltip("evidence:Q", title="evidence for spoof", format="+.4f"))
     if with_errors:
         tooltip.append(alt.Tooltip("se:Q", title="standard error", format=".2g"))
-    x_title = "time-frequency patch" if patches else "time segment"
     colour = evidence_channel("evidence:Q", lim, legend=not compact)
-    bars = (
-        alt.Chart(seg)
-        .mark_bar()
-        .encode(
-            x=alt.X(
-                "label:N",
-                sort=order,
-                title=(x_title + " →") if compact else x_title,
-                axis=alt.Axis(labels=False, ticks=False) if compact
-                else alt.Axis(labelAngle=-45, labelLimit=160),
-            ),
-            y=alt.Y(
-                "evidence:Q",
-                title=None if compact else "evidence for spoof (+) / bona fide (-)",
-                axis=alt.Axis(format="+.2g", tickCount=4) if compact else alt.Axis(),
-            ),
-            color=colour,
-            tooltip=tooltip,
-        )
-        .properties(height=height, width="container")
-    )
+    value_title = "evidence for spoof (+) / bona fide (−)"
+    if compact:
+        feature = alt.X("label:N", sort=order, axis=alt.Axis(labels=False, ticks=False),
+                        title=("time-frequency patch" if patches else "time segment") + " →")
+        value = alt.Y("evidence:Q", title=None, axis=alt.Axis(format="+.2g", tickCount=4))
+        span = {"y": "lo:Q", "y2": "hi:Q", "x": alt.X("label:N", sort=order)}
+    elif patches:
+        feature = alt.Y("label:N", sort=order, title="time-frequency patch (strongest first)",
+                        # every patch keeps its label: one row is taller than the text
+                        axis=alt.Axis(labelLimit=260, labelOverlap=False))
+        value = alt.X("evidence:Q", title=value_title)
+        span = {"x": "lo:Q", "x2": "hi:Q", "y": alt.Y("label:N", sort=order)}
+        height = max(height, PATCH_ROW_PX * len(seg))
+    else:
+        feature = alt.X("label:N", sort=order, title="time segment",
+                        axis=alt.Axis(labelAngle=-45, labelLimit=160))
+        value = alt.Y("evidence:Q", title=value_title)
+        span = {"y": "lo:Q", "y2": "hi:Q", "x": alt.X("label:N", sort=order)}
+    position = {"x": feature, "y": value} if isinstance(feature, alt.X) else {"x": value, "y": feature}
+    bars = alt.Chart(seg).mark_bar().encode(**position, color=colour, tooltip=tooltip)
     if not with_errors:
-        return bars
-    rules = (
-        alt.Chart(seg)
-        .mark_rule(color="#333")
-        .encode(x=alt.X("label:N", sort=order), y="lo:Q", y2="hi:Q", tooltip=tooltip)
-    )
-    return alt.layer(bars, rules).properties(height=height, width="container")
+        return sized(bars, height)
+    rules = alt.Chart(seg).mark_rule(color="#333").encode(**span, tooltip=tooltip)
+    return sized(alt.layer(bars, rules), height)

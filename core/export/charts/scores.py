@@ -1,7 +1,9 @@
-"""Score charts: P(spoof) per window, deletion curves, agreement between explanations.
+"""Score charts: P(spoof) per window, deletion curves, agreement between explanations,
+reliability.
 
-None of these draws evidence, so only the timeline's background borrows the evidence
-colours (core.export.colours) to say which side of the threshold a window is on.
+None of these draws evidence, so models get the neutral categorical palette and agreement
+its own purple-green scale (core.export.colours); only the timeline's faint background
+borrows the verdict colours to say which side of the threshold a window is on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,33 @@ import numpy as np
 import pandas as pd
 
 from core.detectors.detect import THRESHOLD, WindowScore
-from core.export.colours import BONAFIDE_BLUE, SPOOF_RED
+from core.export.charts.evidence import sized
+from core.export.colours import (
+    AGREE_OPPOSITE,
+    AGREE_SAME,
+    BONAFIDE_BLUE,
+    NEUTRAL,
+    SPOOF_RED,
+    model_colours,
+)
+
+
+def model_channel(field: str, names, *, title: str | None = "model") -> alt.Color:
+    """
+    the colour channel of a chart with one line per model: the neutral palette in the
+    order given, and a legend stacked below the plot with solid swatches (it never
+    runs off a narrow column)
+    """
+    colours = model_colours(list(names))
+    return alt.Color(
+        field,
+        title=title,
+        scale=alt.Scale(domain=list(colours), range=list(colours.values())),
+        legend=alt.Legend(
+            orient="bottom", direction="vertical", labelLimit=400, symbolType="circle",
+            symbolSize=120, symbolOpacity=1, symbolStrokeWidth=3,
+        ),
+    )
 
 
 def timeline_chart(
@@ -35,18 +63,13 @@ def timeline_chart(
     ]  # fmt: skip
     df = pd.DataFrame(rows, columns=["model", "window", "start", "end", "mid", "p_spoof"])
     t_max = float(df["end"].max()) if len(df) else 1.0
-    zones = pd.DataFrame(
-        {"y0": [threshold, 0.0], "y1": [1.0, threshold],
-         "zone": ["spoof", "bona fide"], "colour": [SPOOF_RED, BONAFIDE_BLUE]}
-    )
-    bg = (
-        alt.Chart(zones)
-        .mark_rect(opacity=0.07)
-        .encode(
-            y="y0:Q", y2="y1:Q", x=alt.value(0), x2=alt.value("width"),
-            color=alt.Color("colour:N", scale=None),
-        )
-    )
+    # the verdict zones in fixed colours (no colour channel, so no legend entry)
+    bg = [
+        alt.Chart(pd.DataFrame({"y0": [y0], "y1": [y1]}))
+        .mark_rect(opacity=0.07, color=colour)
+        .encode(y="y0:Q", y2="y1:Q", x=alt.value(0), x2=alt.value("width"))
+        for y0, y1, colour in ((threshold, 1.0, SPOOF_RED), (0.0, threshold, BONAFIDE_BLUE))
+    ]
     rule = (
         alt.Chart(pd.DataFrame({"y": [threshold]}))
         .mark_rule(strokeDash=[4, 4], color="#555555")
@@ -66,14 +89,7 @@ def timeline_chart(
         alt.Tooltip("end:Q", title="to (s)", format=".2f"),
         alt.Tooltip("p_spoof:Q", title="P(spoof)", format=".3f"),
     ]
-    colour = alt.Color(
-        "model:N",
-        title="model",
-        legend=alt.Legend(
-            orient="bottom", labelLimit=400, symbolType="stroke", symbolStrokeWidth=5,
-            symbolSize=300, symbolOpacity=1,
-        ),
-    )
+    colour = model_channel("model:N", windows)
     strokes = (
         alt.Chart(df)
         .mark_rule(strokeWidth=4, opacity=0.8)
@@ -84,7 +100,7 @@ def timeline_chart(
         .mark_line(point=True, strokeWidth=1.5)
         .encode(x=alt.X("mid:Q"), y=y, color=colour, tooltip=tooltip)
     )
-    return alt.layer(bg, rule, strokes, line).properties(height=height, width="container")
+    return sized(alt.layer(*bg, rule, strokes, line), height)
 
 
 def deletion_chart(expl, *, height: int = 180) -> alt.Chart:
@@ -101,17 +117,17 @@ def deletion_chart(expl, *, height: int = 180) -> alt.Chart:
         n = max(len(c) - 1, 1)
         rows += [{"order": name, "removed": i / n, "p": float(v)} for i, v in enumerate(c)]
     df = pd.DataFrame(rows, columns=["order", "removed", "p"])
-    return (
+    chart = (
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("removed:Q", title="fraction of features removed", axis=alt.Axis(format="%")),
+            x=alt.X("removed:Q", title="features removed", axis=alt.Axis(format="%", tickCount=5)),
             y=alt.Y("p:Q", title=f"P({expl.target_label})", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color(
                 "order:N",
                 title=None,
                 scale=alt.Scale(range=["#222222", "#aaaaaa"]),
-                legend=alt.Legend(orient="bottom"),
+                legend=alt.Legend(orient="bottom", direction="vertical"),
             ),
             tooltip=[
                 alt.Tooltip("order:N"),
@@ -119,14 +135,15 @@ def deletion_chart(expl, *, height: int = 180) -> alt.Chart:
                 alt.Tooltip("p:Q", title=f"P({expl.target_label})", format=".3f"),
             ],
         )
-        .properties(height=height, width="container")
     )
+    return sized(chart, height)
 
 
 def agreement_chart(labels: Sequence[str], matrix: np.ndarray, *, height: int = 220) -> alt.LayerChart:
     """
-    Spearman rank correlation between attributions, as a labelled heatmap. Agreement is
-    not evidence, so it is drawn in a sequential green, never on the evidence scale.
+    Spearman rank correlation between attributions, as a labelled heatmap on a diverging
+    scale centred at 0: purple for opposite rankings, white for none, green for the same
+    (core.export.colours). Agreement is not evidence, so never red or blue.
     """
     m = np.asarray(matrix, dtype=np.float64)
     rows = [
@@ -137,8 +154,8 @@ def agreement_chart(labels: Sequence[str], matrix: np.ndarray, *, height: int = 
     ]
     df = pd.DataFrame(rows, columns=["a", "b", "rho", "text"])
     enc = dict(
-        x=alt.X("a:N", title=None, sort=list(labels), axis=alt.Axis(labelAngle=-30)),
-        y=alt.Y("b:N", title=None, sort=list(labels)),
+        x=alt.X("a:N", title=None, sort=list(labels), axis=alt.Axis(labelAngle=-30, labelLimit=200)),
+        y=alt.Y("b:N", title=None, sort=list(labels), axis=alt.Axis(labelLimit=200)),
     )
     cells = (
         alt.Chart(df)
@@ -148,7 +165,10 @@ def agreement_chart(labels: Sequence[str], matrix: np.ndarray, *, height: int = 
             color=alt.Color(
                 "rho:Q",
                 title="Spearman ρ",
-                scale=alt.Scale(scheme="greens", domain=[-1, 1]),
+                scale=alt.Scale(
+                    domain=[-1.0, 0.0, 1.0], range=[AGREE_OPPOSITE, NEUTRAL, AGREE_SAME]
+                ),
+                legend=alt.Legend(values=[-1, -0.5, 0, 0.5, 1], format="+.1f"),
             ),
             tooltip=[alt.Tooltip("a:N"), alt.Tooltip("b:N"), alt.Tooltip("text:N", title="ρ")],
         )
@@ -159,10 +179,11 @@ def agreement_chart(labels: Sequence[str], matrix: np.ndarray, *, height: int = 
         .encode(
             **enc,
             text="text:N",
-            color=alt.condition("datum.rho > 0.5", alt.value("white"), alt.value("black")),
+            # strong colour either way: white ink
+            color=alt.condition("abs(datum.rho) > 0.5", alt.value("white"), alt.value("black")),
         )
     )
-    return alt.layer(cells, text).properties(height=height, width="container")
+    return sized(alt.layer(cells, text), height)
 
 
 def reliability_chart(curves: Mapping[str, dict], *, height: int = 260) -> alt.LayerChart:
@@ -191,9 +212,9 @@ def reliability_chart(curves: Mapping[str, dict], *, height: int = 260) -> alt.L
         .encode(
             x=alt.X("predicted:Q", scale=axis, title="mean calibrated P(spoof) in bin"),
             y=alt.Y("observed:Q", scale=axis, title="observed share of spoofs"),
-            color=alt.Color("model:N", title=None),
+            color=model_channel("model:N", curves, title=None),
             tooltip=["model", alt.Tooltip("predicted:Q", format=".2f"),
                      alt.Tooltip("observed:Q", format=".2f"), "files"],
         )  # fmt: skip
     )
-    return (diagonal + lines).properties(height=height)
+    return sized(diagonal + lines, height)
