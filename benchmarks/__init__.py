@@ -7,6 +7,7 @@
     python -m benchmarks shapley [--split dev|eval] ...
     python -m benchmarks load [--sessions 8] [--duration 60] [--cold-only]
     python -m benchmarks aasist [--model aasist] [--batch 1,8] [--threads N]
+    python -m benchmarks uploads [--clients 10] [--puts 20] [--mb 40] [--login N] [--baseline N]
 
 One module per benchmark (verdict, batch, explain, store), each with ``main(argv)``;
 every one goes through ``core.engine.service.Engine``, as the pages and the CLI do.

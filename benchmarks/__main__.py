@@ -7,7 +7,7 @@ import sys
 
 import benchmarks
 
-NAMES = ("verdict", "batch", "explain", "store", "shapley", "cluster", "load", "aasist")
+NAMES = ("verdict", "batch", "explain", "store", "shapley", "cluster", "load", "aasist", "uploads")
 
 
 def main(argv: list[str] | None = None) -> int:

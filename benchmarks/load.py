@@ -273,7 +273,7 @@ async def run_once(args, *, ray_address: str | None = None, out: dict | None = N
     report_phases(trace)
     report_offline(recorder)
     if out is not None:
-        out.update(results=results, rss=rss)
+        out.update(results=results, rss=rss, trace=trace)
     return 0
 
 
@@ -323,6 +323,14 @@ def report_side_by_side(runs: dict[str, dict]) -> None:
             cells += f" | {k:>4} {errs:>3} {p50:>6.2f} {p95:>6.2f} {top:>6.2f}"
         print(f"{kind:<14}{cells}")
     print(f"{'server RSS MiB':<14}" + "".join(f" | {runs[n].get('rss', float('nan')):>30.0f}" for n in names))
+    print("server side, new uploads: total p50 / p95 s (core.engine.trace)")
+    for kind, seconds in SECONDS.items():
+        cells = ""
+        for n in names:
+            totals = [t["total"] for t in runs[n].get("trace", [])
+                      if abs(t["duration"] - seconds) < 1.0 and not t.get("cached")]  # fmt: skip
+            cells += f" | {len(totals):>4} {'':>3} {percentile(totals, 50):>6.2f} {percentile(totals, 95):>6.2f} {'':>6}"
+        print(f"{kind:<14}{cells}")
 
 
 def report_timeline(results: list, kind: str = "upload 6 s") -> None:

@@ -26,7 +26,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 XSRF_COOKIE = "_streamlit_xsrf"
 RERUN_FOLLOWS = ForwardMsg.FINISHED_EARLY_FOR_RERUN
-CARD_MARK = "class='verdict-card'"
+CARD_MARK = "data-testid='verdict-card'"  # every card, the lead one ('verdict-card lead') too
 
 
 class ProtocolError(RuntimeError):
@@ -92,7 +92,8 @@ class Visit:
         msg.ParseFromString(await self.ws.recv())
         kind = msg.WhichOneof("type")
         if kind == "file_urls_response":  # kept for upload_urls, whoever reads it
-            self.url_answers[msg.file_urls_response.response_id] = msg.file_urls_response
+            answer = msg.file_urls_response
+            self.url_answers[answer.response_id] = answer
         elif kind == "new_session":
             self.session_id = msg.new_session.initialize.session_id
         elif kind == "page_info_changed":
@@ -142,8 +143,10 @@ class Visit:
         """any BackMsg, as a browser may send it"""
         await self.ws.send(back.SerializeToString())
 
-    async def login(self, password: str, *, field="Access password", submit="Enter") -> dict:
-        """type the password into the gate's form and submit it (a run must show the form)"""
+    async def login(
+        self, password: str, *, field="Access password", submit="Enter"
+    ) -> dict:
+        """type the password into the gate's form and submit it (after a run drew it)"""
         from streamlit.proto.WidgetStates_pb2 import WidgetState
 
         if field not in self.widget_ids or submit not in self.widget_ids:

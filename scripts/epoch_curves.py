@@ -31,11 +31,13 @@ from core.training.train import epoch_path  # noqa: E402
 MINISPOOF = ROOT.parent / "shared" / "data" / "minispoof"
 
 
-def curves(weights: Path, eval_protocol: Path, audio_dir: Path) -> list[dict]:
+def curves(weights: Path, eval_protocol: Path, audio_dir: Path,
+           matched: tuple[Path, Path] | None = None) -> list[dict]:
     side = json.loads(weights.with_suffix(".json").read_text())
     spec = spec_from_sidecar(weights)
     known = sorted(side["data"]["train_counts"]["systems"])
     entries = parse_protocol(eval_protocol)
+    matched_entries = parse_protocol(matched[0]) if matched else None
     rows = []
     for rec in side.get("history", []):
         path = epoch_path(weights, rec["epoch"])
@@ -52,7 +54,13 @@ def curves(weights: Path, eval_protocol: Path, audio_dir: Path) -> list[dict]:
             "eval_known": summary.get("known", {}).get("eer"),
             "eval_unseen": summary.get("unseen", {}).get("eer"),
             "best": rec["epoch"] == side.get("best_epoch"),
+            "dev_matched": (100 * next(iter(rec["dev_matched_eer"].values()))
+                            if rec.get("dev_matched_eer") else None),
         })  # fmt: skip
+        if matched_entries is not None:
+            m = summarize(score_protocol(det, matched_entries, matched[1], progress=False),
+                          matched=True)["matched"]  # fmt: skip
+            rows[-1]["eval_matched"] = m["matched"]
         print(f"epoch {rec['epoch']} scored", file=sys.stderr, flush=True)
     return rows
 
@@ -62,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("weights", type=Path, help="the run's NAME.pt (its sidecar next to it)")
     ap.add_argument("--eval", type=Path, default=MINISPOOF / "protocols" / "minispoof.eval.txt")
     ap.add_argument("--audio-dir", type=Path, default=MINISPOOF / "flac")
+    ap.add_argument("--matched-eval", nargs=2, type=Path, metavar=("PROTOCOL", "AUDIO_DIR"),
+                    help="also the matched EER (per source) on this protocol, e.g. DemoSpoof eval")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    rows = curves(args.weights, args.eval, args.audio_dir)
+    rows = curves(args.weights, args.eval, args.audio_dir, args.matched_eval)
     if not rows:
         print(f"no per-epoch weights for {args.weights} (runs before 2026-12-07 did not keep them)",
               file=sys.stderr)  # fmt: skip
@@ -73,12 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-    print("| epoch | dev EER % (clean) | dev, mean over conditions % | eval EER % | eval known % | eval unseen % |")
-    print("|---|---|---|---|---|---|")
+    demo = any("eval_matched" in r for r in rows)
+    head = ("| epoch | dev EER % (clean) | dev selection score % | eval EER % | eval known % "
+            "| eval unseen % |")
+    if demo:
+        head += " dev matched % | matched eval % |"
+    print(head)
+    print("|---" * (8 if demo else 6) + "|")
     for r in rows:
         mark = " (kept)" if r["best"] else ""
-        print(f"| {r['epoch']}{mark} | {fmt(r['dev_eer'])} | {fmt(r['dev_select'])} | "
-              f"{fmt(r['eval_eer'])} | {fmt(r['eval_known'])} | {fmt(r['eval_unseen'])} |")  # fmt: skip
+        line = (f"| {r['epoch']}{mark} | {fmt(r['dev_eer'])} | {fmt(r['dev_select'])} | "
+                f"{fmt(r['eval_eer'])} | {fmt(r['eval_known'])} | {fmt(r['eval_unseen'])} |")
+        if demo:
+            line += f" {fmt(r['dev_matched'])} | {fmt(r.get('eval_matched'))} |"
+        print(line)
     return 0
 
 

@@ -101,7 +101,7 @@ def test_non_finite_samples():
 
 def test_longer_than_the_limit():
     data = encode(tone(440, 3.0, 16_000), 16_000, "FLAC")
-    with pytest.raises(TooLongError, match="the audio is 3.0 s long; the limit is 2.0 s"):
+    with pytest.raises(TooLongError, match="is 3.0 s long; the limit is 2.0 s"):
         load_audio(data, max_seconds=2.0)
     assert load_audio(data, max_seconds=4.0).duration == pytest.approx(3.0)
 
@@ -231,7 +231,7 @@ def test_a_flac_without_length_stops_at_the_duration_limit():
 
 def test_a_truncated_flac_without_length_is_still_damaged():
     unknown = without_length(encode(tone(440, 3.0, 16_000), 16_000, "FLAC", "PCM_16"))
-    with pytest.raises(DamagedAudioError, match=r"^damaged FLAC file \(flac decoder lost sync\)"):
+    with pytest.raises(DamagedAudioError, match=r"^damaged FLAC file \(flac decoder lost"):
         load_audio(unknown[: len(unknown) // 2])
 
 
@@ -242,7 +242,8 @@ def test_a_wav_whose_data_chunk_says_zero_bytes_is_read_to_its_end():
     data[at + 4 : at + 8] = bytes(4)  # what a writer that cannot seek back leaves
     data[4:8] = bytes(4)
     got = load_audio(bytes(data))
-    np.testing.assert_array_equal(got.samples, load_audio(encode(x, 16_000, "WAV", "PCM_16")).samples)
+    same = load_audio(encode(x, 16_000, "WAV", "PCM_16"))
+    np.testing.assert_array_equal(got.samples, same.samples)
     header_only = bytes(data[: at + 8])
     with pytest.raises(NoSamplesError):
         load_audio(header_only)
@@ -254,7 +255,8 @@ def test_the_cli_analyses_a_flac_without_length_like_the_same_audio(tmp_path, ca
     from core.cli import main
 
     rng = np.random.default_rng(3)
-    x = (tone(220, 3.0, 16_000, amp=0.3) + 0.02 * rng.standard_normal(48_000)).astype(np.float32)
+    x = tone(220, 3.0, 16_000, amp=0.3) + 0.02 * rng.standard_normal(48_000)
+    x = x.astype(np.float32)
     known = tmp_path / "known.flac"
     known.write_bytes(encode(x, 16_000, "FLAC", "PCM_16"))
     unknown = tmp_path / "piped.flac"

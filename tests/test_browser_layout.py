@@ -29,6 +29,7 @@ pytestmark = pytest.mark.browser
 
 VIEWPORTS = {"1400x1000": (1400, 1000), "1024x768": (1024, 768)}
 MIN_CHART_PX = 120
+MIN_PLOT_WIDTH_PX = 60  # the small multiples of Compare, four across a 1024-px screen
 README_SHOTS = ("analyze", "compare", "history", "models")
 PAGE_TIMEOUT_MS = 600_000  # a cold server imports torch and loads three models first
 
@@ -38,8 +39,9 @@ MEASURE_CHARTS = """() => [...document.querySelectorAll('[data-testid="stVegaLit
   .filter(c => c.getClientRects().length > 0).map(c => {
     const svg = c.querySelector('svg');
     const bg = svg && svg.querySelector('.role-frame path.background');
+    const box = bg && bg.getBoundingClientRect();
     return {element: c.getBoundingClientRect().height,
-            plot: bg ? bg.getBoundingClientRect().height : null,
+            plot: box ? box.height : null, plot_width: box ? box.width : null,
             title: (c.closest('[data-testid="stVerticalBlock"]') || c).innerText.slice(0, 40)};
   })"""
 
@@ -62,6 +64,16 @@ OVERFLOWS = """() => {
       out.push(`cut: ${text} (${el.scrollWidth} > ${el.clientWidth} px)`);
     else if (el.getBoundingClientRect().right > right + 1)
       out.push(`outside the page: ${text}`);
+  }
+  // any other text its box cuts off: an ellipsis, or hidden overflow (widget values)
+  for (const el of main.querySelectorAll('*')) {
+    if (!el.getClientRects().length || el.closest('pre, [data-testid="stCode"], [data-testid="stDataFrame"], [data-testid="stVegaLiteChart"]')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.clientWidth < 8) continue;
+    const cs = getComputedStyle(el);
+    const clips = cs.textOverflow === 'ellipsis' || cs.overflowX === 'hidden';
+    if (clips && el.scrollWidth > el.clientWidth + 1)
+      out.push(`cut off: ${el.innerText.trim().slice(0, 60)} (${el.scrollWidth} > ${el.clientWidth} px)`);
   }
   for (const b of main.querySelectorAll('[data-testid="stMarkdownContainer"] span[style*="border-radius"]'))
     if (b.getClientRects().length > 1) out.push(`badge broken over lines: ${b.innerText}`);
@@ -186,6 +198,9 @@ def test_every_page_fits_and_draws_its_charts(default_install, viewport, tmp_pat
         for c in charts:
             assert c["element"] >= MIN_CHART_PX, (viewport, name, c)
             assert c["plot"] is None or c["plot"] >= MIN_CHART_PX, (viewport, name, c)
+            # and wide enough to draw in: a legend or labels once left bars 0 px wide
+            assert c["plot_width"] is None or c["plot_width"] >= MIN_PLOT_WIDTH_PX, (
+                viewport, name, c)
         assert page.evaluate(OVERFLOWS) == [], (viewport, name)
         shot = shoot(page, shots if name in README_SHOTS else tmp_path, name, width, height)
         main = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")

@@ -108,13 +108,16 @@ def test_patch_error_bars_run_along_the_value_axis():
     assert rule["encoding"]["y"]["field"] == "label"
 
 
-def test_the_spectrogram_legends_do_not_share_one_side():
+def test_legends_lie_under_the_plot_so_none_is_clipped_or_eats_its_width():
+    # right-hand legends stacked on the 280-px spectrogram cut the evidence one off,
+    # and on a 1024-px screen the segment chart's right legend left its bars 0 px
     spec = charts.cqt_chart(np.zeros((432, 101)), cqt_frequencies(), expl=patches(8)).to_dict()
     level, evidence = spec["layer"][0]["encoding"]["color"], spec["layer"][1]["encoding"]["color"]
-    assert level["legend"]["orient"] == "bottom" and level["legend"]["direction"] == "horizontal"
-    assert evidence["legend"].get("orient", "right") == "right"
-    # the evidence gradient fits beside a 280-px plot with its title and labels
-    assert evidence["legend"]["gradientLength"] <= spec["height"] - 80
+    for legend in (level["legend"], evidence["legend"], charts.segment_chart(patches(30))
+                   .to_dict()["encoding"]["color"]["legend"]):  # fmt: skip
+        assert legend["orient"] == "bottom" and legend["direction"] == "horizontal"
+        # two side by side fit under a 540-px column (with their titles)
+        assert legend["gradientLength"] <= 160
 
 
 def test_models_are_drawn_in_the_neutral_palette_never_red_or_blue():

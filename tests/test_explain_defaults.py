@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from explanations import make_analysis, make_expl, make_verdict
 
 from core.detectors.registry import MODELS
 from core.engine.explaining import agreeing_model, default_view, duration
@@ -16,7 +17,6 @@ from core.engine.service import Engine
 from core.explain import EXPLAINERS
 from core.explain.costs import expected_evals
 from core.explain.reference import REFERENCE_WINDOWS
-from explanations import make_analysis, make_expl, make_verdict
 
 
 def analysis(raw: dict, calibrated: dict | None = None, fused: float | None = None):
@@ -38,7 +38,9 @@ def test_default_is_shap_on_the_model_closest_to_the_combined_verdict():
 
 
 def test_default_without_calibration_uses_the_raw_scores():
-    a = analysis({"aasist": 0.95, "tssd1d": 0.2, "tssd2d": 0.3})  # mean 0.483: bona fide
+    a = analysis(
+        {"aasist": 0.95, "tssd1d": 0.2, "tssd2d": 0.3}
+    )  # mean 0.483: bona fide
     assert agreeing_model(a) == "tssd2d"
     assert agreeing_model(make_analysis({})) is None
     assert default_view(make_analysis({}), {"gradcam": 1})[1] == "gradcam"  # no SHAP
@@ -56,7 +58,9 @@ def test_expected_evals_count_the_references_and_the_deletion_curves():
 
 def test_estimate_from_the_verdict_then_from_measured_explanations():
     eng = Engine(use_store=False)
-    verdict = dataclasses.replace(make_verdict(0.8, model="tssd1d"), seconds=0.2)  # 2 windows
+    verdict = dataclasses.replace(
+        make_verdict(0.8, model="tssd1d"), seconds=0.2
+    )  # 2 windows
     est = eng.explanation_estimate("tssd1d", "gradcam")
     assert est.seconds is None and "not been measured" in est.sentence()
     est = eng.explanation_estimate("tssd1d", "gradcam", verdict=verdict)
@@ -72,7 +76,10 @@ def test_estimate_from_the_verdict_then_from_measured_explanations():
     )  # fmt: skip
     eng.record_cost(e)
     est = eng.explanation_estimate("tssd1d", "gradcam", verdict=verdict)
-    assert est.seconds == pytest.approx(evals * 0.02) and "explanations of this model" in est.basis
+    assert (
+        est.seconds == pytest.approx(evals * 0.02)
+        and "explanations of this model" in est.basis
+    )
     assert eng.explanation_estimate("tssd1d", "shap").seconds == pytest.approx(30.0)
     eng.record_cost(dataclasses.replace(e, seconds=10.0))  # running average
     assert eng.explanation_estimate("tssd1d", "shap").seconds == pytest.approx(24.0)

@@ -18,7 +18,9 @@ from app_helpers import (  # noqa: F401 (fixture: app_env)
 import core.engine.service
 from core.engine.explaining import agreeing_model
 
-NOTE = "The evidence sums towards bona fide although the model says spoof (a test note)."
+NOTE = (
+    "The evidence sums towards bona fide although the model says spoof (a test note)."
+)
 
 
 class NotedExplain(app_helpers.FastExplain):

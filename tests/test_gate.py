@@ -333,3 +333,54 @@ def test_right_password_after_a_wrong_one_waits_then_opens(gate_env, clock):
     assert not at.exception and at.title[0].value != ui.gate.GATE_TITLE
     assert at.get("page_link")  # the sidebar menu is drawn
     assert ui.access.LIMITER.wait([ui.access.address_key(None)]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda p: p.write_bytes(b"\xff\xfepassword = 'x'\n"), "it is not UTF-8 text"),
+        (lambda p: p.mkdir(), "it is a folder, not a file"),
+    ],
+    ids=["undecodable", "folder"],
+)
+def test_an_undecodable_secrets_file_keeps_the_app_closed(gate_env, make, problem):
+    bad = gate_env / "conf" / "secrets.toml"
+    bad.parent.mkdir()
+    make(bad)
+    before = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(bad)])
+    try:
+        at = run_app()
+    finally:
+        config.set_option("secrets.files", before)
+    assert_closed(at)
+    assert not at.text_input
+    assert [e.value for e in at.error] == [
+        f"Access is closed: the secrets file (secrets.toml) cannot be read: {problem}. "
+        "Fix it and restart the server."
+    ]  # the reason, and no server path
+
+
+def test_page_errors_name_no_server_path(gate_env):
+    """a History search too long for SQLite: refused in words, no store path shown"""
+    at = run_app()
+    at.switch_page("pages/history.py").run()
+    assert not at.exception
+    at.text_input(key="history_search").input("voice_" * 10_000).run()
+    shown = [e.value for e in at.error]
+    assert shown == ["The history could not be read: the file-name search is 60000 "
+                     "characters long; at most 500 are searched for"]  # fmt: skip
+    assert not any(str(gate_env) in t.value for t in [*at.markdown, *at.error])
+
+
+def test_the_gate_records_which_sessions_passed(gate_env, monkeypatch):
+    """ui.access.PASSED, which the server side reads, follows each run of the gate"""
+    monkeypatch.setattr(ui.access, "PASSED", ui.access.SessionRegistry())
+    at = run_app({"access_password": GOOD})
+    assert ui.access.PASSED.ids() == []  # the form: not passed
+    guess(at, GOOD)
+    (session,) = ui.access.PASSED.ids()
+    at.secrets["access_password"] = "another good password"
+    at.run()  # the password changed: this session must give it again
+    assert_closed(at)
+    assert not ui.access.PASSED.passed(session)

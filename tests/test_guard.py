@@ -1,6 +1,6 @@
-"""ui.guard and ui.uploads without a server: which BackMsgs pass, the upload middleware's
-answers and memory rules, the sweep of ended sessions, the registry of passed sessions;
-and the page-side helpers (secrets problems, error text without paths).
+"""ui.guard and ui.uploads without a server: which BackMsgs pass, the upload
+middleware's answers and memory rules, the sweep of ended sessions, the registry of
+passed sessions; and the page-side helpers (secrets problems, error text without paths).
 
 The same rules against real servers: tests/test_guard_server.py.
 """
@@ -64,7 +64,9 @@ KINDS = ["rerun_script", "app_heartbeat", "stop_script", "file_urls_request",
 
 def test_every_backmsg_kind_is_ruled_on():
     # a kind added by a new Streamlit would be refused without being looked at
-    assert set(KINDS) == {f.name for f in BackMsg.DESCRIPTOR.oneofs_by_name["type"].fields}
+    assert set(KINDS) == {
+        f.name for f in BackMsg.DESCRIPTOR.oneofs_by_name["type"].fields
+    }
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -93,11 +95,15 @@ def test_a_refused_upload_url_request_is_answered_with_an_error():
 
 def test_widget_states_no_widget_could_send_are_dropped():
     seen = []
-    handle = guard.filter_backmsg(lambda sid, msg, client=None: seen.append(msg), lambda s: False)
+    handle = guard.filter_backmsg(
+        lambda sid, msg, client=None: seen.append(msg), lambda s: False
+    )
     msg = backmsg("rerun_script")
     real = "$$ID-931d5e44cd08ef790aec5d8b72ef4792-access_given"
     for wid in ("access_token", real, "$$STREAMLIT_INTERNAL_KEY_X", ""):
-        msg.rerun_script.widget_states.widgets.append(WidgetState(id=wid, string_value="x"))
+        msg.rerun_script.widget_states.widgets.append(
+            WidgetState(id=wid, string_value="x")
+        )
     handle("s1", msg)
     assert [w.id for w in seen[0].rerun_script.widget_states.widgets] == [real]
 
@@ -109,7 +115,9 @@ def test_limits_from_the_environment():
     lim = uploads.limits(50, {})
     assert lim.max_file == 50 * MB and lim.total == 256 * MB
     assert lim.per_session == 2 * (50 * MB + uploads.MULTIPART_SLACK)
-    assert uploads.limits(50, {"DEEPFAKE_UPLOAD_MEMORY_MB": "80"}).per_session == 80 * MB
+    assert (
+        uploads.limits(50, {"DEEPFAKE_UPLOAD_MEMORY_MB": "80"}).per_session == 80 * MB
+    )
     with pytest.raises(ValueError, match="must be a number of MB, not 'lots'"):
         uploads.limits(50, {"DEEPFAKE_UPLOAD_MEMORY_MB": "lots"})
     with pytest.raises(ValueError, match="must be more than server.maxUploadSize"):
@@ -117,12 +125,20 @@ def test_limits_from_the_environment():
 
 
 def test_budget_counts_arriving_uploads_per_session_and_in_total():
-    budget = uploads.UploadBudget(uploads.UploadLimits(max_file=10, per_session=20, total=40))
+    budget = uploads.UploadBudget(
+        uploads.UploadLimits(max_file=10, per_session=20, total=40)
+    )
     assert budget.admit("a", 10, held_session=5, held_total=5) == 0
-    assert budget.admit("a", 10, held_session=5, held_total=5) == 413  # 5 + 10 + 10 > 20
-    assert budget.admit("b", 10, held_session=0, held_total=15) == 0  # 15 + 10 + 10 <= 40
+    assert (
+        budget.admit("a", 10, held_session=5, held_total=5) == 413
+    )  # 5 + 10 + 10 > 20
+    assert (
+        budget.admit("b", 10, held_session=0, held_total=15) == 0
+    )  # 15 + 10 + 10 <= 40
     assert budget.arriving == {"a": 10, "b": 10}
-    assert budget.admit("c", 5, held_session=0, held_total=20) == 503  # 20 + 20 + 5 > 40
+    assert (
+        budget.admit("c", 5, held_session=0, held_total=20) == 503
+    )  # 20 + 20 + 5 > 40
     budget.release("a", 10)
     assert budget.arriving == {"b": 10}
     assert budget.admit("c", 5, held_session=0, held_total=20) == 0  # 20 + 10 + 5
@@ -133,7 +149,9 @@ def http_scope(method: str, path: str, body: bytes) -> dict:
     return {"type": "http", "method": method, "path": path, "headers": headers}
 
 
-def call(guard_app, method: str, path: str, body: bytes = b"x" * 100) -> tuple[int, bytes]:
+def call(
+    guard_app, method: str, path: str, body: bytes = b"x" * 100
+) -> tuple[int, bytes]:
     sent = []
     chunks = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -156,13 +174,19 @@ def make_guard(passed: set[str], limits: uploads.UploadLimits):
         reached.append((scope["method"], scope["path"]))
         session, fid = scope["path"].rsplit("/", 2)[-2:]
         if scope["method"] == "PUT":
-            rec = UploadedFileRec(file_id=fid, name="a", type="audio/flac", data=message["body"])
+            rec = UploadedFileRec(
+                file_id=fid, name="a", type="audio/flac", data=message["body"]
+            )
             manager.add_file(session, rec)
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    app = uploads.UploadGuard(streamlit, passed=passed.__contains__, manager=lambda: manager,
-                              budget=uploads.UploadBudget(limits))  # fmt: skip
+    app = uploads.UploadGuard(
+        streamlit,
+        passed=passed.__contains__,
+        manager=lambda: manager,
+        budget=uploads.UploadBudget(limits),
+    )
     return app, manager, reached
 
 
@@ -176,7 +200,9 @@ def test_the_upload_route_refuses_sessions_that_did_not_pass():
     assert call(app, "POST", "/_stcore/agent/interact")[0] == 403
     assert reached == [] and manager.file_storage == {}
     assert call(app, "PUT", "/_stcore/upload_file/in/f1")[0] == 204
-    assert call(app, "OPTIONS", "/_stcore/upload_file/out/f1")[0] == 204  # CORS preflight
+    assert (
+        call(app, "OPTIONS", "/_stcore/upload_file/out/f1")[0] == 204
+    )  # CORS preflight
     assert [len(r.data) for r in manager.get_files("in", ["f1"])] == [100]
 
 
@@ -186,10 +212,18 @@ def test_a_session_keeps_its_newest_uploads_and_all_share_a_total():
         assert call(app, "PUT", f"/_stcore/upload_file/a/f{i}")[0] == 204
     assert list(manager.file_storage["a"]) == ["f2", "f3"]
     assert call(app, "PUT", "/_stcore/upload_file/b/g0")[0] == 204
-    assert call(app, "PUT", "/_stcore/upload_file/b/g1")[0] == 204  # 400 held: the total
+    assert (
+        call(app, "PUT", "/_stcore/upload_file/b/g1")[0] == 204
+    )  # 400 held: the total
     status, body = call(app, "PUT", "/_stcore/upload_file/c/h0", b"x" * 60)
-    assert (status, body) == (503, b"the server holds too many uploads; try again in a minute")
-    assert sum(len(r.data) for f in manager.file_storage.values() for r in f.values()) == 400
+    assert (status, body) == (
+        503,
+        b"the server holds too many uploads; try again in a minute",
+    )
+    assert (
+        sum(len(r.data) for f in manager.file_storage.values() for r in f.values())
+        == 400
+    )
     assert "c" not in manager.file_storage
 
 
@@ -198,15 +232,25 @@ def test_ended_sessions_lose_their_uploads_and_their_pass():
     sweeper = uploads.Sweeper(grace_s=10, clock=lambda: now[0])
     connected, ended = {"a"}, []
     sessions = {"a", "b"}
-    assert sweeper.sweep(sessions, connected=connected.__contains__, end=ended.append) == []
+    assert (
+        sweeper.sweep(sessions, connected=connected.__contains__, end=ended.append)
+        == []
+    )
     now[0] = 9.9
-    assert sweeper.sweep(sessions, connected=connected.__contains__, end=ended.append) == []
+    assert (
+        sweeper.sweep(sessions, connected=connected.__contains__, end=ended.append)
+        == []
+    )
     connected.discard("a")  # "a" leaves at 9.9; "b" has been gone since 0
     now[0] = 10.0
-    assert sweeper.sweep(sessions, connected=connected.__contains__, end=ended.append) == ["b"]
+    assert sweeper.sweep(
+        sessions, connected=connected.__contains__, end=ended.append
+    ) == ["b"]
     connected.add("a")  # "a" came back before its grace ran out
     now[0] = 25.0
-    assert sweeper.sweep({"a"}, connected=connected.__contains__, end=ended.append) == []
+    assert (
+        sweeper.sweep({"a"}, connected=connected.__contains__, end=ended.append) == []
+    )
     assert ended == ["b"] and sweeper.gone_since == {}
 
 
@@ -230,7 +274,10 @@ def test_the_registry_admits_revokes_and_stays_bounded():
     "content, problem",
     [
         (b"\xff\xfe\x00bad", "it is not UTF-8 text"),
-        (b'access_password = "unterminated\n', "it is not valid TOML (Illegal character"),
+        (
+            b'access_password = "unterminated\n',
+            "it is not valid TOML (Illegal character",
+        ),
         (b'access_password = "correct horse battery"\n', ""),
     ],
 )
@@ -244,7 +291,9 @@ def test_secrets_file_problems_name_no_path(tmp_path, content, problem):
 
 def test_a_folder_at_the_secrets_path_is_named_as_such(tmp_path):
     (tmp_path / "secrets.toml").mkdir()
-    assert secrets_file_problem(tmp_path / "secrets.toml") == "it is a folder, not a file"
+    assert (
+        secrets_file_problem(tmp_path / "secrets.toml") == "it is a folder, not a file"
+    )
 
 
 def test_error_text_keeps_no_server_path():

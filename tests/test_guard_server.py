@@ -1,8 +1,8 @@
 """The password covers the whole server, checked against real `streamlit run` servers on
 127.0.0.1, driven by benchmarks.stclient (Streamlit's websocket protocol, no browser).
 
-- tests/fixtures/guarded_server.py serves tests/fixtures/gated_page.py through ui.guard as
-  streamlit_app.py serves the dashboard (small upload limits, sessions end 1 s after
+- tests/fixtures/guarded_server.py serves tests/fixtures/gated_page.py through ui.guard
+  as streamlit_app.py serves the dashboard (small upload limits, sessions end 1 s after
   they disconnect); the page draws a st.cache_resource token above the gate, so a
   cleared cache shows. The same page served plain is the control: there clear_cache
   does change the token, and the gate stays closed.
@@ -38,11 +38,17 @@ FIXTURES = ROOT / "tests" / "fixtures"
 KB = 1024
 
 
-def serve(tmp: Path, script: str | Path, *args: str, secrets: Path | None = None, **env: str):
+def serve(
+    tmp: Path, script: str | Path, *args: str, secrets: Path | None = None, **env: str
+):
     tmp.mkdir(parents=True, exist_ok=True)
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "DEEPFAKE_DB": str(tmp / "a.db"),
                "DEEPFAKE_WEIGHTS_DIR": str(tmp / "weights"), **env}  # fmt: skip
-    for var in ("DEEPFAKE_ALLOWED_NETWORKS", "DEEPFAKE_PASSWORD", "DEEPFAKE_UPLOAD_MEMORY_MB"):
+    for var in (
+        "DEEPFAKE_ALLOWED_NETWORKS",
+        "DEEPFAKE_PASSWORD",
+        "DEEPFAKE_UPLOAD_MEMORY_MB",
+    ):
         if var not in env:
             environ.pop(var, None)
     flags = ("--secrets.files", str(secrets or tmp / "no-secrets.toml"), *args)
@@ -78,7 +84,9 @@ def held_upload_bytes(url: str) -> int:
     time.sleep(METRICS_TTL_S + 0.2)
     with urllib.request.urlopen(f"{url}/_stcore/metrics", timeout=10) as r:
         text = r.read().decode()
-    m = re.search(r'cache_memory_bytes\{cache_type="UploadedFileManager"[^}]*\} (\d+)', text)
+    m = re.search(
+        r'cache_memory_bytes\{cache_type="UploadedFileManager"[^}]*\} (\d+)', text
+    )
     return int(m.group(1)) if m else 0
 
 
@@ -115,7 +123,10 @@ def test_before_the_gate_no_upload_url_and_no_put(guarded):
             await v.run("")
             assert GATE_TITLE in " ".join(v.texts) and "past the gate" not in v.texts
             resp = await v.upload_urls("clip.flac")
-            assert resp.error_msg == "Enter the access password first." and not resp.file_urls
+            assert (
+                resp.error_msg == "Enter the access password first."
+                and not resp.file_urls
+            )
             # a URL made up from the session's own id, as Streamlit would have given it
             made_up = f"/_stcore/upload_file/{v.session_id}/{uuid.uuid4()}"
             assert await asyncio.to_thread(put_status, v, made_up, 100 * KB) == 403
@@ -146,7 +157,9 @@ def test_held_uploads_are_bounded_per_session_and_in_total(guarded):
 
     async def upload(v: Visit) -> int:
         resp = await v.upload_urls("clip.flac")
-        return await asyncio.to_thread(put_status, v, resp.file_urls[0].upload_url, size)
+        return await asyncio.to_thread(
+            put_status, v, resp.file_urls[0].upload_url, size
+        )
 
     async def go():
         async with Visit(guarded) as a, Visit(guarded) as b:
@@ -221,7 +234,9 @@ def test_control_unguarded_clear_cache_clears_and_the_gate_stays_closed(tmp_path
 FAKED = [
     WidgetState(id="access_token", string_value="0" * 64),
     WidgetState(id="access_given", string_value=GOOD),
-    WidgetState(id="$$STREAMLIT_INTERNAL_KEY_SCRIPT_RUN_WITHOUT_ERRORS", bool_value=True),
+    WidgetState(
+        id="$$STREAMLIT_INTERNAL_KEY_SCRIPT_RUN_WITHOUT_ERRORS", bool_value=True
+    ),
 ]
 
 
@@ -232,7 +247,9 @@ def test_faked_widget_states_show_the_gate(server, request):
     async def go():
         async with Visit(url) as v:
             await v.run("")
-            typed = WidgetState(id=v.widget_ids["Access password"], int_value=7)  # not text
+            typed = WidgetState(
+                id=v.widget_ids["Access password"], int_value=7
+            )  # not text
             pressed = WidgetState(id=v.widget_ids["Enter"], trigger_value=True)
             try:
                 await v.run("", widgets=[*FAKED, typed, pressed])
@@ -268,7 +285,10 @@ def test_the_dashboard_refuses_uploads_before_the_gate(dashboard):
 @pytest.mark.parametrize(
     "make, problem",
     [
-        (lambda p: p.write_bytes(b"\xff\xfeaccess_password = 'x'\n"), "it is not UTF-8 text"),
+        (
+            lambda p: p.write_bytes(b"\xff\xfeaccess_password = 'x'\n"),
+            "it is not UTF-8 text",
+        ),
         (lambda p: p.mkdir(), "it is a folder, not a file"),
     ],
     ids=["undecodable", "folder"],
@@ -289,6 +309,8 @@ def test_a_secrets_file_that_cannot_be_read_closes_every_page(tmp_path, make, pr
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    closed = f"Access is closed: the secrets file (secrets.toml) cannot be read: {problem}."
+    closed = (
+        f"Access is closed: the secrets file (secrets.toml) cannot be read: {problem}."
+    )
     assert texts[0] == GATE_TITLE and texts[1].startswith(closed)
     assert not any(str(tmp_path) in t for t in texts)

@@ -149,3 +149,11 @@ def test_models_page_says_how_to_install_each_missing_model(app_env, tmp_path, m
     # beside the model's name: in the same column as its heading, right under it
     heads = [s.value for s in at.subheader]
     assert MODELS["aasist-official"].display_name in heads
+
+
+def test_a_badge_never_breaks_inside():
+    from ui.markup import badge
+
+    html = badge("Res-TSSDNet 1D (waveform): BONA FIDE 0.20", style="background:#000")
+    assert "white-space:nowrap" in html and "display:inline-block" in html
+    assert "class='badge'" in html

@@ -166,7 +166,7 @@ def test_an_older_store_cannot_be_migrated_read_only(tmp_path, monkeypatch):
         conn.execute("PRAGMA user_version = 2")
     before = db.read_bytes()
     monkeypatch.setenv(READONLY_ENV, "1")
-    with pytest.raises(StoreError, match="schema step 2 of 3 .* cannot be migrated read-only"):
+    with pytest.raises(StoreError, match="schema step 2 of 4 .* cannot be migrated read-only"):
         store.list_history(db=db)
     assert db.read_bytes() == before
     monkeypatch.delenv(READONLY_ENV)
@@ -211,7 +211,7 @@ def test_a_foreign_database_is_left_byte_for_byte_as_it_was(tmp_path, capsys, jo
     assert main(["history", "--db", str(db)]) == 1
     err = capsys.readouterr().err
     assert "not an analysis store (tables: t); it was left untouched" in err
-    assert db.read_bytes() == before  # header, change counter, journal mode: all as they were
+    assert db.read_bytes() == before  # header, change counter, journal mode: as before
     assert not db.with_name("other.db-wal").exists() or journal == "wal"
     with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == journal
@@ -221,7 +221,7 @@ def test_a_foreign_database_is_left_byte_for_byte_as_it_was(tmp_path, capsys, jo
 def test_a_store_written_by_a_newer_version_is_not_touched_either(tmp_path):
     db = tmp_path / "newer.db"
     store.list_history(db=db)  # a current store ...
-    with sqlite3.connect(db) as conn:  # ... plus a schema step this version does not know
+    with sqlite3.connect(db) as conn:  # ... plus a schema step this version lacks
         conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
                      "VALUES (?, 'm999_future', '')", [store.MIGRATIONS.name])  # fmt: skip
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the main file

@@ -120,3 +120,31 @@ def test_the_report_leads_with_the_combined_verdict_and_lists_warnings():
 def test_a_removed_model_is_named_as_such():
     assert report.display_name("no-such-model-any-more") == "no-such-model-any-more (removed model)"
     assert report.display_name("tssd1d") == "Res-TSSDNet 1D (waveform)"
+
+
+def test_the_report_names_left_out_models_judgement_warnings_and_notes():
+    import dataclasses
+
+    from core.audio.quality import InputQuality
+    from core.judgement.combined import Combined
+
+    combined = Combined(p_spoof=0.9, band="likely_spoof", models_disagree=True,
+                        models=("tssd1d",), calibrated={"tssd1d": 0.9}, lo=0.1, hi=0.8,
+                        widen=0.0, reasons=("tssd2d: not in the combined verdict: run "
+                                            "python -m core calibrate",))  # fmt: skip
+    doc_combined = {**combined.to_json(),
+                    "left_out": {"tssd2d": "not in the combined verdict: run python -m core calibrate"},
+                    "warnings": [{"code": "models_disagree", "message": "The models disagree."}]}
+    quality = InputQuality(3.5, 16_000, "WAV", 8000.0, None, False, 0.0, 3.0, 0.8, 30.0,
+                           None, (), False, notes=("Shorter than one window of tssd1d: it "
+                                                   "heard the clip repeated.",))  # fmt: skip
+    analysis = dataclasses.replace(
+        make_analysis({"tssd1d": make_verdict(0.9, model="tssd1d")}), quality=quality)
+    doc = {**report.analysis_doc(analysis, [], generated=GENERATED), "combined": doc_combined}
+    assert doc["notes"] == ["Shorter than one window of tssd1d: it heard the clip repeated."]
+    page = report.html_report(doc).split('id="analysis-data"')[0]
+    assert "2D Res-TSSDNet (CQT): not in the combined verdict: run python -m core calibrate" in page
+    assert page.count("not in the combined verdict") == 1  # not again among the reasons
+    assert "<b>models_disagree</b>: The models disagree." in page
+    assert "<b>The models disagree</b>" not in page  # said once
+    assert "Note: Shorter than one window of tssd1d" in page

@@ -246,6 +246,20 @@ def test_wrong_arch_and_non_checkpoints_are_one_line_errors(wdir, tmp_path, caps
     assert [k for k, s in MODELS.items() if s.origin == "user"] == ["first"]
 
 
+def test_a_raw_pickle_is_refused_in_one_line_without_warnings(wdir, tmp_path, capsys):
+    import pickle
+    import warnings
+
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps({"conv1.weight": [0.1, 0.2]}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # whatever would have been printed
+        argv = ["weights", "add", "raw", "--arch", "tssd1d", "--file", str(raw)]
+        assert main(argv) == 1
+    assert "refused it (a pickled model object" in one_line_error(capsys)
+    assert [str(w.message) for w in caught] == []
+
+
 def test_a_key_is_taken_once_and_comes_back_only_with_its_meaning(wdir, tmp_path):
     torch.save(random_state(IncTSSDNet), tmp_path / "inc.pt")
     add_weights("mine", arch="inc-tssdnet", file=tmp_path / "inc.pt")

@@ -55,7 +55,7 @@ def test_analyze_and_compare_lead_with_the_combined_verdict(calibrated_env):
     assert_clean(at)
     assert "TOO SHORT TO JUDGE" in combined_text(at)
     warned = " ".join(w.value for w in at.warning)
-    assert "too_short" in warned and "threshold 1" in warned
+    assert "**Too short**" in warned and "duration 0.3 s (below 1 s)" in warned
     # the combined block comes before the per-model cards
     blocks = [m.value for m in at.markdown]
     first_card = next(i for i, b in enumerate(blocks) if "verdict-card" in b)

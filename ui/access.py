@@ -276,7 +276,7 @@ class SessionRegistry:
 
     def __init__(self, *, cap: int = MAX_SESSIONS):
         self._lock = threading.Lock()
-        self._ids: dict[str, None] = {}  # insertion order = least recently admitted first
+        self._ids: dict[str, None] = {}  # in order: least recently admitted first
         self.cap = cap
 
     def admit(self, session_id: str) -> None:

@@ -60,10 +60,13 @@ def _secrets() -> dict:
         if Path(path).exists():
             problem = access.secrets_file_problem(path) or "it could not be loaded"
             log.warning("the secrets file %s cannot be used: %s", path, problem)
-            raise GateError(f"the secrets file ({Path(path).name}) cannot be read: {problem}")
+            name = Path(path).name
+            raise GateError(f"the secrets file ({name}) cannot be read: {problem}")
     if error is not None:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise GateError(f"the secrets cannot be read ({type(error).__name__}: {reason})")
+        # an OSError's strerror, not str(): that one names the file's path
+        reason = getattr(error, "strerror", None) or error
+        kind = type(error).__name__
+        raise GateError(f"the secrets cannot be read ({kind}: {reason})")
     return {}
 
 

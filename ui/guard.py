@@ -1,9 +1,9 @@
-"""The server side of the access gate: what a browser may do before it gave the password.
+"""The server side of the access gate: what a browser may do before giving the password.
 
 ui.gate draws the gate inside each page, but Streamlit also takes files and messages
 outside any page. `streamlit run streamlit_app.py` finds the module-level ``app`` in
-streamlit_app.py and serves it: ``app = st.App(__file__, **guard.app_options())``, set up
-before the server takes its first request, so no request passes unguarded:
+streamlit_app.py and serves it: ``app = st.App(__file__, **guard.app_options())``, set
+up before the server takes its first request, so no request passes unguarded:
 
 - the upload route and the agent API: ui.uploads (403 before the gate; held upload
   memory capped per session and in total, and freed when a session ends);
@@ -96,7 +96,9 @@ async def _sweep_forever(rt, sweeper: uploads.Sweeper) -> None:
             sessions = set(manager.file_storage) | set(access.PASSED.ids())
             sweeper.sweep(sessions, connected=rt.is_active_session, end=end)
         except Exception:  # the sweep must outlive any one failure
-            log.exception("the upload sweep failed; retrying in %.0f s", uploads.SWEEP_S)
+            log.exception(
+                "the upload sweep failed; retrying in %.0f s", uploads.SWEEP_S
+            )
 
 
 def unguarded_server() -> bool:

@@ -12,7 +12,8 @@ Here, as ASGI middleware in front of Streamlit's routes (ui.guard installs it):
         the session holds at most ``per_session`` bytes: its oldest files go first (the
         uploader keeps one file; an older one is one it replaced); 413 if in-flight
         uploads alone would pass that. All sessions together hold at most ``total``
-        bytes, counting uploads still arriving: beyond it 503, try again later
+        bytes, counting uploads still arriving: beyond it 503, try again later (these
+        two refusals read the body to its end, and drop it, so the page gets the reason)
     POST (any method but GET) /_stcore/agent/...
         403: the agent API drives the app without a browser, so without the gate
 
@@ -35,7 +36,7 @@ AGENT_ROUTE = "/_stcore/agent/"
 MEMORY_ENV = "DEEPFAKE_UPLOAD_MEMORY_MB"  # all sessions' uploads together, MB
 DEFAULT_TOTAL_MB = 256
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed around one file
-DRAIN_BYTES = 1 << 20  # of a refused body read (and dropped) so the client gets the answer
+DRAIN_BYTES = 1 << 20  # of a refused body, read and dropped so the client is answered
 SWEEP_S = 5.0  # how often ended sessions' files are looked for
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,10 @@ def held(manager) -> dict[str, list[tuple[str, int]]]:
 class UploadGuard:
     """ASGI middleware: the rules in the module doc, in front of Streamlit's app."""
 
-    def __init__(self, app, *, passed: Callable[[str], bool], manager: Callable[[], Any],
-                 budget: UploadBudget):  # fmt: skip
+    def __init__(
+        self, app, *, passed: Callable[[str], bool], manager: Callable[[], Any],
+        budget: UploadBudget,
+    ):  # fmt: skip
         self.app, self.passed, self.manager, self.budget = app, passed, manager, budget
 
     async def __call__(self, scope, receive, send) -> None:
@@ -122,7 +125,7 @@ class UploadGuard:
         at = path.find(UPLOAD_ROUTE)
         if at < 0:
             return await self.app(scope, receive, send)
-        session = path[at + len(UPLOAD_ROUTE):].split("/", 1)[0]
+        session = path[at + len(UPLOAD_ROUTE) :].split("/", 1)[0]
         if not self.passed(session):
             log_refusal(session, f"{scope['method']} upload")
             return await _refuse(receive, send, 403, "enter the access password first")
@@ -131,9 +134,15 @@ class UploadGuard:
         n = self._expected_size(scope)
         status = self._admit(session, n)
         if status:
-            why = ("this session holds too many uploads" if status == 413 else
-                   "the server holds too many uploads; try again in a minute")  # fmt: skip
-            return await _refuse(receive, send, status, why)
+            why = (
+                "this session holds too many uploads"
+                if status == 413
+                else "the server holds too many uploads; try again in a minute"
+            )
+            # a session that passed the gate is read to the end (and dropped), so its
+            # page gets the reason rather than a closed connection
+            drain = self.budget.limits.max_file + MULTIPART_SLACK
+            return await _refuse(receive, send, status, why, drain=drain)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -157,7 +166,9 @@ class UploadGuard:
         mine = kept.get(session, [])
         total = sum(size for files in kept.values() for _, size in files)
         # the uploader keeps one file: make room by dropping this session's oldest
-        share = self.budget.limits.per_session - self.budget.arriving.get(session, 0) - n
+        share = (
+            self.budget.limits.per_session - self.budget.arriving.get(session, 0) - n
+        )
         while mine and sum(size for _, size in mine) > share:
             fid, size = mine.pop(0)
             manager.remove_file(session, fid)
@@ -202,11 +213,13 @@ def log_refusal(session: str, what: str) -> None:
                     session[:8])  # fmt: skip
 
 
-async def _refuse(receive, send, status: int, why: str) -> None:
-    # read (and drop) a little of the body, so a small request gets its answer
-    # instead of a reset connection; the rest is never read
+async def _refuse(
+    receive, send, status: int, why: str, *, drain: int = DRAIN_BYTES
+) -> None:
+    # read (and drop) up to ``drain`` bytes of the body, so a request that size gets
+    # its answer instead of a reset connection; the rest is never read
     seen, more = 0, True
-    while more and seen < DRAIN_BYTES:
+    while more and seen < drain:
         message = await receive()
         if message["type"] != "http.request":
             return  # the client went away

@@ -81,18 +81,32 @@ def windows_text(verdict: Verdict) -> str:
     return f"{n} window{'s' if n != 1 else ''}"
 
 
-def verdict_rows(analysis: Analysis) -> list[dict]:
+def verdict_rows(analysis: Analysis, *, lead: bool = False) -> list[dict]:
+    """
+    One row per model, narrow enough for a 1024-px screen (the weights' hashes are in
+    the exports and on the Models page). ``lead``: the combined verdict calls nothing,
+    so each model only "leans".
+    """
     return [
         {
             "model": engine.model_name(key),
-            "verdict": "spoof" if v.label == "spoof" else "bona fide",
-            "P(spoof)": round(v.p_spoof, 4),
-            "max window P(spoof)": round(v.max_p_spoof, 4),
+            "verdict": ("leans " if lead else "") + ("spoof" if v.label == "spoof" else "bona fide"),
+            "P(spoof)": round(v.p_spoof, 3),
+            "max window": round(v.max_p_spoof, 3),
             "windows": windows_text(v),
-            "weights SHA-256": v.weights_sha256[:12],
         }
         for key, v in analysis.verdicts.items()
     ]
+
+
+VERDICT_COLUMNS = {  # px: the table's columns fit 540 px
+    "model": st.column_config.TextColumn("model", width=190),
+    "verdict": st.column_config.TextColumn("verdict", width=110),
+    "P(spoof)": st.column_config.NumberColumn("P(spoof)", width=70, format="%.3f"),
+    "max window": st.column_config.NumberColumn(
+        "max window", width=80, format="%.3f", help="P(spoof) of the most suspicious window"),
+    "windows": st.column_config.TextColumn("windows", width=90),
+}  # fmt: skip
 
 
 def timeline(analysis: Analysis) -> None:
@@ -132,11 +146,12 @@ def target_select(container, *, prefix: str, default: str = "predicted") -> str 
 def audio_header(analysis: Analysis) -> None:
     names = list(analysis.filenames) or [analysis.filename]
     st.subheader(f":material/audio_file: {md(names[0]) if names[0] else 'Recording'}")
-    cols = st.columns(4)
+    # three short metrics fit a 1024-px screen; the hash is text, whole, below them
+    cols = st.columns(3)
     cols[0].metric("Duration", f"{analysis.duration:.2f} s")
-    cols[1].metric("Original rate", f"{analysis.orig_sample_rate} Hz")
+    cols[1].metric("Original rate", f"{analysis.orig_sample_rate / 1000:g} kHz")
     cols[2].metric("Channels", analysis.orig_channels)
-    cols[3].metric("SHA-256", short(analysis.sha256), help=analysis.sha256)
+    st.caption(f"SHA-256 {analysis.sha256}")
     if len(names) > 1:
         st.caption("Also uploaded as: " + ", ".join(md(n) for n in names[1:]))
     if analysis.near_silent:

@@ -120,7 +120,8 @@ def load_audio(
             known = 0 < f.frames < UNKNOWN_FRAMES
             if known and f.frames / orig_rate > max_seconds:
                 raise TooLongError(_too_long(f.frames / orig_rate, max_seconds))
-            x = f.read(dtype="float32", always_2d=True) if known else None  # (n, channels)
+            # (n, channels)
+            x = f.read(dtype="float32", always_2d=True) if known else None
         if x is None:
             # no length in the header (a piped FLAC encoder writes total_samples = 0,
             # which libsndfile reports as 2**63 - 1 frames): stream to the end instead

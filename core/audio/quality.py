@@ -276,7 +276,7 @@ def assess(
              clip, CLIPPING_FRACTION)
     if speech.any() and snr < LOW_SNR_DB:
         warn("low_snr",
-             f"The background noise is loud: the speech is only {snr:.0f} dB above it.",
+             f"The background noise is loud: the estimated SNR is {snr:.0f} dB.",
              snr, LOW_SNR_DB)
     if lossy or cut is not None:
         why = f"It is a lossy {orig_format} file" if lossy else "It was low-passed hard"

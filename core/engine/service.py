@@ -32,9 +32,9 @@ from core.detectors.scheduler import CancelToken, FairLock, cancellable
 from core.engine import keys
 from core.engine.explaining import DEFAULT_SEGMENTS, Explaining  # noqa: F401 (callers import it here)
 from core.engine.results import Analysis, verdict_from_row
+from core.engine.stored import StoredViews
 from core.engine.trace import Trace
-from core.judgement.assessment import assess_analysis, load_calibration, load_familiarity
-from core.judgement.combined import BANDS, combine
+from core.judgement.assessment import assess_analysis, load_calibration
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
 
@@ -87,7 +87,7 @@ def _quiet(fraction: float, message: str) -> None:
     pass
 
 
-class Engine(Explaining):
+class Engine(Explaining, StoredViews):
     """
     db : store path; None = $DEEPFAKE_DB, else cache/analyses.db
     use_store : False = compute everything, read and write nothing (CLI --no-store)
@@ -382,65 +382,6 @@ class Engine(Explaining):
             raise store.NotStoredError(
                 f"no stored analysis {str(sha256)[:12]}...; analyse the file first"
             )
-
-    def history(self, *, band: str | None = None, **filters) -> store.HistoryPage:
-        """
-        store.list_history's page, each item with its ``combined`` verdict (JSON, from
-        the stored scores and signal quality). ``band``: only items in that band
-        (core.judgement.combined.BANDS); filtered before paging, so totals stay right.
-        """
-        if band is not None and band not in BANDS:
-            raise ValueError(f"band must be one of {', '.join(BANDS)}")
-        calibration = self.calibration_pair()  # once per page, not per item
-        if band is None:
-            page = store.list_history(db=self.db_path, **filters)
-            for item in page.items:
-                item["combined"] = self._item_combined(item, calibration).to_json()
-            return page
-        limit, offset = max(0, int(filters.pop("limit", 50))), max(0, int(filters.pop("offset", 0)))
-        every = store.list_history(db=self.db_path, limit=1 << 62, offset=0, **filters)
-        kept = []
-        for item in every.items:
-            c = self._item_combined(item, calibration)
-            if c.band == band:
-                kept.append({**item, "combined": c.to_json()})
-        return store.HistoryPage(kept[offset : offset + limit], len(kept), limit, offset)
-
-    def _item_combined(self, item: dict, calibration):
-        verdicts = {
-            k: Verdict(k, p["weights_sha256"], p["p_spoof"], p["label"], p["max_p_spoof"], 0,
-                       embedding=tuple(p["embedding"]) if p.get("embedding") else None)
-            for k, p in item.get("predictions", {}).items()
-        }
-        signal = InputQuality.from_json(item["quality"]) if item.get("quality") else None
-        cal, problem = calibration
-        fam, _ = load_familiarity(cal)
-        return combine(verdicts, signal, cal, calibration_problem=problem, familiarity=fam)
-
-    def delete(self, sha256: str) -> bool:
-        return store.delete_analysis(sha256, db=self.db_path)
-
-    def audio_bytes(self, sha256: str) -> bytes | None:
-        try:
-            return store.audio_bytes(sha256, db=self.db_path)
-        except store.NotStoredError:
-            return None
-
-    def audio(self, sha256: str) -> Audio | None:
-        data = self.audio_bytes(sha256)
-        return None if data is None else load_audio(data)
-
-    def find_sha256(self, prefix: str) -> str:
-        return store.find_sha256(prefix, db=self.db_path)
-
-    def batches(self) -> list[dict]:
-        return store.list_batches(db=self.db_path)
-
-    def batch(self, name: str) -> dict | None:
-        return store.get_batch(name, db=self.db_path)
-
-    def batch_files(self, name: str) -> list[dict]:
-        return store.batch_files(name, db=self.db_path)
 
     def model_cards(self) -> list[dict]:
         from core.engine.cards import model_cards

@@ -203,6 +203,15 @@ def explain(
         "seconds_attribution": t1 - t_method,
         "seconds_deletion": t2 - t1,
     }
+    notes = notes_for(
+        result.values,
+        quality=quality,
+        target_label=win.target_label,
+        p_target=win.p_target,
+        relative=explainer.relative,
+        reference_label=win.baseline_name,
+        reference_p_spoof=reference_p_spoof,
+    )
     report(1.0, "done")
     return Explanation(
         model=detector.spec.key,
@@ -234,9 +243,5 @@ def explain(
         reference=reference,
         reference_label=win.baseline_name,
         reference_p_spoof=reference_p_spoof,
-        notes=notes_for(
-            result.values, quality=quality, target_label=win.target_label,
-            p_target=win.p_target, relative=explainer.relative,
-            reference_label=win.baseline_name, reference_p_spoof=reference_p_spoof,
-        ),  # fmt: skip
+        notes=notes,
     )

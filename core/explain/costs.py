@@ -25,7 +25,9 @@ from core.explain.window import DEFAULT_BANDS, DEFAULT_SEGMENTS
 GRADIENT_COST = 3
 
 
-def n_features(spec, *, segments: int = DEFAULT_SEGMENTS, bands: int = DEFAULT_BANDS) -> int:
+def n_features(
+    spec, *, segments: int = DEFAULT_SEGMENTS, bands: int = DEFAULT_BANDS
+) -> int:
     """F: the interpretable features of one window of this model"""
     front_end = spec.front_end
     _, bounds = front_end.features(
@@ -60,4 +62,8 @@ def expected_evals(
             deletion = 0  # exact: the deletion curves' coalitions are all in the table
     else:  # gradients: Grad-CAM one, expected gradients N draws
         attribution = GRADIENT_COST * (n or 1)
-    return {"attribution": attribution, "deletion": deletion, "total": attribution + deletion}
+    return {
+        "attribution": attribution,
+        "deletion": deletion,
+        "total": attribution + deletion,
+    }

@@ -54,7 +54,9 @@ def sign_note(
     spoof_total = total if target_label == "spoof" else -total
     p_spoof = p_target if target_label == "spoof" else 1.0 - p_target
     says = "spoof" if p_spoof >= THRESHOLD else "bonafide"
-    if (says == "spoof" and spoof_total >= 0) or (says == "bonafide" and spoof_total <= 0):
+    if (says == "spoof" and spoof_total >= 0) or (
+        says == "bonafide" and spoof_total <= 0
+    ):
         return None
     towards = "bonafide" if says == "spoof" else "spoof"
     colour = "blue" if says == "spoof" else "red"

@@ -55,7 +55,8 @@ class ReferenceError(RuntimeError):
     """The reference set is missing or damaged: fail, never explain against another."""
 
 
-REFERENCES = ("speech", "blank")  # explanation parameter values; the first is the default
+# explanation parameter values; the first is the default
+REFERENCES = ("speech", "blank")
 
 
 def reference_names() -> tuple[str, ...]:

@@ -36,7 +36,9 @@ def choose_clips(minispoof: Path, k: int = REFERENCE_WINDOWS) -> list:
     """(protocol entry, samples) of the set's k clips (this module's doc)"""
     entries = parse_protocol(minispoof / "protocols" / "minispoof.train.txt")
     chosen, speakers = [], set()
-    for e in sorted((e for e in entries if e.key == "bonafide"), key=lambda e: e.file_id):
+    for e in sorted(
+        (e for e in entries if e.key == "bonafide"), key=lambda e: e.file_id
+    ):
         if e.speaker in speakers:
             continue
         samples = load_audio(audio_path(minispoof / "flac", e)).samples
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         description="rebuild the real-speech reference set from MiniSpoof train",
     )
     parser.add_argument("--minispoof", required=True, type=Path)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "weights" / REFERENCE_FILE)
+    parser.add_argument(
+        "--out", type=Path, default=PROJECT_ROOT / "weights" / REFERENCE_FILE
+    )
     parser.add_argument("--windows", type=int, default=REFERENCE_WINDOWS)
     args = parser.parse_args(argv)
     path = build_reference(args.minispoof, args.out, args.windows)

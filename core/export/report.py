@@ -133,6 +133,7 @@ def analysis_doc(
             },
             "combined": analysis.combined.to_json() if analysis.combined else None,
             "warnings": [w.to_json() for w in analysis.warnings],
+            "notes": list(analysis.quality.notes) if analysis.quality is not None else [],
             "verdicts": [
                 {**v.to_json(), "display_name": display_name(k)}
                 for k, v in analysis.verdicts.items()
@@ -196,7 +197,7 @@ def html_report(doc: dict, *, title: str | None = None) -> str:
         url = e(doc["share_url"])
         parts.append(_row("Share link", f'<a href="{url}">{url}</a>'))
     parts.append("</table>")
-    parts += _combined_html(doc.get("combined"), doc.get("warnings") or [])
+    parts += _combined_html(doc.get("combined"), doc.get("warnings") or [], doc.get("notes") or [])
     parts += _verdicts_html(doc["verdicts"])
 
     parts.append("<h2>Explanations</h2>")
@@ -227,8 +228,11 @@ def _row(k: str, v: str) -> str:
 BAND_INK = {"likely_spoof": SPOOF_RED, "likely_bonafide": BONAFIDE_BLUE}
 
 
-def _combined_html(combined: dict | None, warnings: list[dict]) -> list[str]:
-    """the combined verdict first (band, calibrated P, disagreement), then the warnings"""
+def _combined_html(combined: dict | None, warnings: list[dict], notes: list[str]) -> list[str]:
+    """
+    the combined verdict first (band, calibrated P, the models it left out, its own
+    warnings), then the input warnings in units and the notes
+    """
     e = html.escape
     parts = ["<h2>Combined verdict</h2>"]
     if combined is None:
@@ -241,10 +245,18 @@ def _combined_html(combined: dict | None, warnings: list[dict]) -> list[str]:
             f"<p><span class='verdict' style='background:{colour};color:#fff'>"
             f"{e(combined['label'].upper())}</span>{shown}</p>"
         )
-        if combined["models_disagree"]:
+        judged = combined.get("warnings") or []
+        if combined["models_disagree"] and not any(
+            w.get("code") == "models_disagree" for w in judged
+        ):
             parts.append("<p><b>The models disagree</b>: at least one leans spoof and "
                          "another bona fide.</p>")  # fmt: skip
-        parts += [f"<p class='muted'>{e(r)}</p>" for r in combined["reasons"]]
+        left = combined.get("left_out") or {}
+        parts += [f"<p class='muted'>{e(display_name(k))}: {e(why)}</p>" for k, why in left.items()]
+        parts += [f"<p class='muted'>{e(r)}</p>" for r in combined["reasons"]
+                  if not any(r.startswith(f"{k}:") for k in left)]  # fmt: skip
+        parts += [f"<p><b>{e(w.get('code', ''))}</b>: {e(w.get('message', ''))}</p>"
+                  for w in judged]  # fmt: skip
     if warnings:
         parts.append("<h3>Input warnings</h3><table><tr><th>Warning</th><th>Measured</th>"
                      "</tr>")  # fmt: skip
@@ -257,6 +269,7 @@ def _combined_html(combined: dict | None, warnings: list[dict]) -> list[str]:
             parts.append(f"<tr><td><b>{e(w['code'])}</b>: {e(w['message'])}</td>"
                          f"<td>{e(measured or 'n/a')}</td></tr>")  # fmt: skip
         parts.append("</table>")
+    parts += [f"<p class='muted'>Note: {e(n)}</p>" for n in notes]
     return parts
 
 

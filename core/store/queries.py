@@ -66,7 +66,7 @@ def _bound(value: str | dt.date | dt.datetime | None, *, upper: bool) -> str | N
     return day.isoformat(timespec="microseconds")
 
 
-MAX_SEARCH_CHARS = 500  # a longer file-name search is refused (SQLite caps LIKE patterns)
+MAX_SEARCH_CHARS = 500  # longer file-name searches are refused (SQLite caps LIKE)
 
 
 def _like(text: str) -> str:

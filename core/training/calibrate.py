@@ -195,21 +195,29 @@ def fit(
         scores, labels, weights_sha256={k: d.spec.sha256 for k, d in detectors.items()},
         fitted_on=fitted_on, max_error=max_error,
     )  # fmt: skip
-    held = n_groups(src1) >= 2
+    # the sources held out in turn: a --matched-protocol's pages ("audio from somewhere
+    # new"); a plain protocol is the in-domain anchor every fit keeps (several plain
+    # protocols and no matched one: each is held out in turn)
+    matched = {s for d in sets if d.by_source for s in d.sources()}
+    held_set = matched or set(src1.tolist())
+    held = n_groups(src1) >= 2 and len(held_set) >= 1 and (bool(matched) or len(held_set) >= 2)
+    hs = held_set if held else None
+    fitted_on["held_out_sources"] = sorted(held_set) if held else []
     if held:  # bands from outputs on sources the fit did not see
-        subsets = {s: replace(f, bands=choose_bands(held_out_p(scores, labels, groups, s), labels,
-                                                    max_error=max_error))
+        subsets = {s: replace(f, bands=choose_bands(held_out_p(scores, labels, groups, s, hs),
+                                                    labels, max_error=max_error))
                    for s, f in cal.fusion.subsets.items()}  # fmt: skip
         cal = replace(cal, fusion=Fusion(cal.fusion.models, subsets))
     full = cal.fusion.select(keys)
-    p_all = held_out_p(scores, labels, groups, keys) if held else np.asarray(full.apply(scores))
+    p_all = (held_out_p(scores, labels, groups, keys, hs) if held
+             else np.asarray(full.apply(scores)))  # fmt: skip
     widen: dict[str, float] = {}
     for cond in degrade:
         code = WARNING_OF.get(cond)
         if code is None:
             raise ValueError(f"{cond}: no input warning matches it; use {', '.join(WARNING_OF)}")
         deg = {k: np.concatenate([o[0] for o in v]) for k, v in outputs(cond).items()}
-        p_deg = (held_out_apply(scores, labels, groups, keys, deg, src1) if held
+        p_deg = (held_out_apply(scores, labels, groups, keys, deg, src1, hs) if held
                  else np.asarray(full.apply(deg)))  # fmt: skip
         by = widening(full.bands, choose_bands(p_deg, one, max_error=max_error))
         log(f"{cond}: dev EER {100 * eer(p_deg, one):.1f} %, widen {code} by {by:.2f}")

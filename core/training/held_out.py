@@ -34,15 +34,17 @@ def held_out_apply(
     subset: tuple[str, ...],
     target: Mapping[str, np.ndarray],
     target_groups: np.ndarray,
+    held: set | None = None,
 ) -> np.ndarray:
     """
     P(spoof) of every target row from the fusion of ``subset`` fitted on the rows of the
-    other groups (a group absent from the fitting rows uses them all)
+    other groups. Groups not in ``held`` (default: every group is held out) are scored
+    by the fit on all rows: the in-domain anchor that every fit keeps.
     """
     groups, target_groups = np.asarray(groups), np.asarray(target_groups)
     out = np.empty(len(target_groups))
     for g in sorted(set(target_groups.tolist())):
-        fit_rows = groups != g
+        fit_rows = groups != g if held is None or g in held else np.ones(len(groups), bool)
         rows = target_groups == g
         fused = fit_fusion({m: scores[m][fit_rows] for m in subset}, y[fit_rows]).select(subset)
         out[rows] = fused.apply({m: target[m][rows] for m in subset})
@@ -50,10 +52,11 @@ def held_out_apply(
 
 
 def held_out_p(
-    scores: Mapping[str, np.ndarray], y: np.ndarray, groups: np.ndarray, subset: tuple[str, ...]
+    scores: Mapping[str, np.ndarray], y: np.ndarray, groups: np.ndarray, subset: tuple[str, ...],
+    held: set | None = None,
 ) -> np.ndarray:
-    """held_out_apply on the fitting rows themselves: each row scored without its group"""
-    return held_out_apply(scores, y, groups, subset, scores, groups)
+    """held_out_apply on the fitting rows themselves: each held row scored without its group"""
+    return held_out_apply(scores, y, groups, subset, scores, groups, held)
 
 
 def subset_stats(p: np.ndarray, y: np.ndarray, bands: Bands, widen_by: np.ndarray) -> dict:

@@ -45,7 +45,10 @@ def render() -> None:
     st.header("Verdicts")
     verdict.combined_card(analysis)
     verdict.warnings_block(analysis)
-    st.dataframe(widgets.verdict_rows(analysis), hide_index=True, width="stretch")
+    st.dataframe(
+        widgets.verdict_rows(analysis, lead=verdict.leads_only(analysis)),
+        hide_index=True, width="stretch", column_config=widgets.VERDICT_COLUMNS,
+    )  # fmt: skip
     widgets.timeline(analysis)
     if not analysis.verdicts:
         st.stop()
@@ -108,7 +111,9 @@ def compare_plan(analysis: Analysis, *, prefix: str) -> ComparePlan:
     else:
         default = round(duration / 2, 1)
     registry = engine.methods()
-    c1, c2, c3 = st.columns([4, 4, 2])
+    # the methods get a row of their own: their chips stay whole on a 1024-px screen
+    c1, c3 = st.columns([3, 2])
+    c2 = st.container()
     focus = c1.slider(
         "Explain around (s)",
         0.0,

@@ -61,7 +61,9 @@ def explanation_controls(analysis: Analysis, *, prefix: str) -> View:
     link_problems(analysis, models, method_keys)
     # SHAP on the model that agrees best with the combined verdict, unless the URL asks
     default_model, default_method = default_view(analysis, method_keys)
-    c1, c2, c3, c4 = st.columns([3, 2, 4, 2])
+    # two rows of two: the pickers' long values stay whole on a 1024-px screen
+    c1, c2 = st.columns([3, 2])
+    c3, c4 = st.columns([3, 2])
     model = c1.selectbox(
         "Model",
         models,

@@ -150,18 +150,21 @@ def history_frame(items: list[dict]):
     """
     import pandas as pd
 
+    # every model any row has, in the registry's order, so the columns stay put
+    known = list(engine.registered_models())
+    models = sorted({k for it in items for k in it.get("predictions") or {}},
+                    key=lambda k: (known.index(k) if k in known else len(known), k))  # fmt: skip
     rows = []
     for it in items:
-        row = {
+        preds = it.get("predictions") or {}
+        rows.append({
             "open": share_url(it["sha256"]),
             "file": it.get("filename") or "",
             "combined": _combined_text(it.get("combined")),
-        }
-        for key, p in (it.get("predictions") or {}).items():
-            row[key] = round(float(p["p_spoof"]), 2)
-        row["last seen"] = (it.get("last_seen") or "")[:10]
-        rows.append(row)
-    return pd.DataFrame(rows)
+            **{k: f"{float(preds[k]['p_spoof']):.2f}" if k in preds else "–" for k in models},
+            "last seen": (it.get("last_seen") or "")[:10],
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["open", "file", "combined", *models, "last seen"])
 
 
 def _combined_text(c: dict | None) -> str:
@@ -186,8 +189,8 @@ def history_columns(frame) -> dict:
     }
     for key in frame.columns:
         if key not in columns:
-            columns[key] = st.column_config.NumberColumn(
-                key, width=56, format="%.2f",
+            columns[key] = st.column_config.TextColumn(
+                key, width=56,
                 help=f"P(spoof) of {engine.model_name(key)}; 0.5 or more: it says spoof",
             )  # fmt: skip
     return columns
@@ -222,7 +225,7 @@ def history_verdict_line(item: dict) -> str:
         f"{float(item.get('duration') or 0):.2f} s · "
         f"{int(item.get('n_explanations') or 0)} explanation(s) stored · first seen "
         f"{_when(item.get('first_seen'))}"
-        f" · SHA-256 <code style='word-break:break-all'>{widgets.esc(item['sha256'])}</code>"
+        f"<br>SHA-256 <code style='word-break:break-all'>{widgets.esc(item['sha256'])}</code>"
         "</div>"
     )
 

@@ -67,14 +67,22 @@ def evidence_scale(limit: float) -> alt.Scale:
     )
 
 
+LEGEND_GRADIENT_PX = 160  # a horizontal gradient under the plot
+
+
 def evidence_channel(field: str, limit: float, *, legend: bool = True) -> alt.Color:
-    """the colour channel of every evidence chart (``legend=False`` for small multiples)"""
+    """
+    the colour channel of every evidence chart (``legend=False`` for small multiples);
+    its legend lies under the plot, so a narrow column keeps its width for the plot
+    """
     return alt.Color(
         field,
         scale=evidence_scale(limit),
         title=EVIDENCE_LEGEND,
         legend=(
-            alt.Legend(titleLimit=320, gradientLength=120, format="+.2g") if legend else None
+            alt.Legend(orient="bottom", direction="horizontal", titleLimit=320,
+                       gradientLength=LEGEND_GRADIENT_PX, format="+.2g")  # fmt: skip
+            if legend else None
         ),
     )
 
@@ -246,8 +254,9 @@ def cqt_chart(
             y2="f1:Q",
             color=alt.Color(
                 "db:Q", scale=alt.Scale(scheme="greys"), title="level (dB)",
-                # below the plot, so the evidence legend keeps the right-hand side
-                legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=200),
+                # under the plot, beside the evidence legend
+                legend=alt.Legend(orient="bottom", direction="horizontal",
+                                  gradientLength=LEGEND_GRADIENT_PX),
             ),
             tooltip=[
                 alt.Tooltip("t0:Q", title="time (s)", format=".2f"),
@@ -319,7 +328,8 @@ def segment_chart(
     value_title = "evidence for spoof (+) / bona fide (−)"
     if compact:
         feature = alt.X("label:N", sort=order, axis=alt.Axis(labels=False, ticks=False),
-                        title=("time-frequency patch" if patches else "time segment") + " →")
+                        # short: a title wider than the plot narrows the plot
+                        title="patches →" if patches else "time →")
         value = alt.Y("evidence:Q", title=None, axis=alt.Axis(format="+.2g", tickCount=4))
         span = {"y": "lo:Q", "y2": "hi:Q", "x": alt.X("label:N", sort=order)}
     elif patches:
