@@ -115,7 +115,8 @@ def test_a_new_explanation_method_needs_no_ui_edit(app_env, monkeypatch):
     assert "Occlusion sweep" in picker.options
     shown = texts(at)
     assert "**Occlusion sweep**: zeroes one segment at a time" in shown
-    assert "One forward pass per segment: a few seconds." in shown
+    # its cost: measured on this server (core.engine.explaining.Estimate), not a fixed text
+    assert "on this server" in shown and "One forward pass per segment" not in shown
     assert at.button(key="analyze_compute").proto.label == "Compute Occlusion sweep"
 
 

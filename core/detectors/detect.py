@@ -276,7 +276,10 @@ def embedding_module(net: nn.Module, arch=None) -> nn.Module | None:
     """the module whose input is the embedding: arch.embedding_layer, else the last nn.Linear"""
     name = getattr(arch, "embedding_layer", None)
     if name:
-        return net.get_submodule(name)
+        try:
+            return net.get_submodule(name)
+        except AttributeError:  # another network under this arch (a test's stand-in)
+            pass
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     return linears[-1] if linears else None
 
