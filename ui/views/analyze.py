@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.audio.decode import AudioError
 from core.detectors.registry import WeightsError
+from core.engine.compute import ComputeUnavailable
 from core.store import StoreError
 from ui import engine, verdict, widgets
 from ui.links import share_box, share_url
@@ -106,11 +107,13 @@ def analyze_and_report(data: bytes, filename: str) -> str | None:
             )
             st.error(f"**{name}** could not be analysed: {without_paths(e)}.")
             return None
-        except (WeightsError, StoreError) as e:
+        except (WeightsError, StoreError, ComputeUnavailable) as e:
             status.update(
                 label=f"Could not analyse {name}", state="error", expanded=True
             )
             st.error(f"The server could not analyse **{name}**: {without_paths(e)}")
+            if isinstance(e, ComputeUnavailable):
+                st.button("Try again", key="analyze_retry", icon=":material/refresh:")
             return None
         how = "served from the store" if all(analysis.cached.values()) else "scored"
         status.update(
