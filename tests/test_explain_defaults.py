@@ -38,9 +38,8 @@ def test_default_is_shap_on_the_model_closest_to_the_combined_verdict():
 
 
 def test_default_without_calibration_uses_the_raw_scores():
-    a = analysis(
-        {"aasist": 0.95, "tssd1d": 0.2, "tssd2d": 0.3}
-    )  # mean 0.483: bona fide
+    # mean raw P(spoof) 0.483: bona fide; tssd2d is the nearest on that side
+    a = analysis({"aasist": 0.95, "tssd1d": 0.2, "tssd2d": 0.3})
     assert agreeing_model(a) == "tssd2d"
     assert agreeing_model(make_analysis({})) is None
     assert default_view(make_analysis({}), {"gradcam": 1})[1] == "gradcam"  # no SHAP
@@ -58,9 +57,8 @@ def test_expected_evals_count_the_references_and_the_deletion_curves():
 
 def test_estimate_from_the_verdict_then_from_measured_explanations():
     eng = Engine(use_store=False)
-    verdict = dataclasses.replace(
-        make_verdict(0.8, model="tssd1d"), seconds=0.2
-    )  # 2 windows
+    # two windows scored in 0.2 s: 0.1 s each
+    verdict = dataclasses.replace(make_verdict(0.8, model="tssd1d"), seconds=0.2)
     est = eng.explanation_estimate("tssd1d", "gradcam")
     assert est.seconds is None and "not been measured" in est.sentence()
     est = eng.explanation_estimate("tssd1d", "gradcam", verdict=verdict)

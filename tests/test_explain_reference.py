@@ -59,9 +59,8 @@ class SegmentEnergies(nn.Module):
 
     def __init__(self, weights, bias: float):
         super().__init__()
-        self.dummy = nn.Parameter(
-            torch.zeros(())
-        )  # the Detector reads a device from it
+        # the Detector reads a device from it
+        self.dummy = nn.Parameter(torch.zeros(()))
         self.register_buffer("w", torch.tensor(weights, dtype=torch.float32))
         self.bias = bias
 
@@ -108,9 +107,8 @@ def test_sign_note_when_the_blank_is_more_spoof_than_the_clip():
 
 
 def test_deletion_note_when_no_ranking_beats_random():
-    det = detector(
-        [0.0] * 8, bias=1.5
-    )  # the input does not matter: every curve is flat
+    # the input does not matter: every curve is flat
+    det = detector([0.0] * 8, bias=1.5)
     e = explain(det, noise(), method="shap", reference="blank")
     assert e.quality["deletion_gain"] == pytest.approx(0.0, abs=1e-12)
     assert e.notes == [notes.deletion_note(e.quality, "spoof")]
@@ -125,9 +123,8 @@ def test_note_rules_at_their_edges():
     q = {"deletion_auc": 0.5, "deletion_auc_random": 0.52}
     assert notes.deletion_note({**q, "deletion_gain": 0.0199}, "spoof") is not None
     assert notes.deletion_note({**q, "deletion_gain": 0.02}, "spoof") is None
-    assert (
-        notes.deletion_note({"deletion_auc": 0.5}, "spoof") is None
-    )  # no random orders
+    # no random orders: nothing to compare with
+    assert notes.deletion_note({"deletion_auc": 0.5}, "spoof") is None
     kw = dict(reference_label="real speech", reference_p_spoof=0.03)
     # bona fide verdict (P(spoof) 0.3), evidence summing towards spoof: the note
     said = notes.sign_note(
@@ -161,9 +158,8 @@ def test_speech_reference_is_the_mean_over_the_set():
     x = noise(1)
     win = prepare_window(det, x, reference="speech")
     refs = win.baseline
-    assert refs.shape == (reference.REFERENCE_WINDOWS, N) and win.n_references == len(
-        refs
-    )
+    assert refs.shape == (reference.REFERENCE_WINDOWS, N)
+    assert win.n_references == len(refs)
     keep = np.zeros((1, 8), bool)
     keep[0, [1, 5]] = True
     mask = torch.from_numpy(np.repeat(keep[0], N // 8))
@@ -186,9 +182,8 @@ def test_the_reference_enters_the_key_and_the_record():
     default = keys.explanation_key("a" * 64, spec, "shap", window=0)
     blank = keys.explanation_key("a" * 64, spec, "shap", window=0, reference="blank")
     assert default.params["reference"] == "speech" and default.key != blank.key
-    assert (
-        default.method_version == "3"
-    )  # v2 rows (mean spectrum, silence) are not served
+    # v2 rows (mean spectrum, silence) are not served
+    assert default.method_version == "3"
     with pytest.raises(ValueError, match="unknown reference"):
         explain_params("shap", reference="noise")
     e = explain(detector([0.0] * 8, 1.5), noise(), method="lime", reference="blank")
@@ -224,9 +219,8 @@ def test_shipped_set_is_train_bona_fide_and_rebuilds_byte_for_byte(
     assert shipped.stat().st_size < 2 * 2**20
     with np.load(shipped, allow_pickle=False) as z:
         ids = set(z["file_ids"].tolist())
-    train = (
-        (minispoof_dir / "protocols" / "minispoof.train.txt").read_text().split("\n")
-    )
+    protocol = minispoof_dir / "protocols" / "minispoof.train.txt"
+    train = protocol.read_text().split("\n")
     bona_fide = {line.split()[1] for line in train if line.endswith("bonafide")}
     assert len(ids) == reference.REFERENCE_WINDOWS and ids <= bona_fide
 
