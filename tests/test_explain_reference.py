@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -24,34 +23,9 @@ from core.explain import explain, explain_params, notes, reference
 from core.explain.base import Explanation
 from core.explain.reference_build import build_reference
 from core.explain.window import prepare_window
+from test_explain import TinySpec, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 N = 1600  # samples in the toy window: 8 segments of 200
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@dataclass(frozen=True)
-class TinySpec:
-    key: str
-    front_end: object
-    spoof_index: int = 1
-    gradcam_layer: str = "dummy"
-    sha256: str = ""
-    cam_bands: object = None
-
-    @property
-    def input_length(self) -> int:
-        return self.front_end.input_length
-
-    @property
-    def window_hop(self) -> int:
-        return self.input_length // 2
 
 
 class SegmentEnergies(nn.Module):
@@ -72,7 +46,7 @@ class SegmentEnergies(nn.Module):
 
 def detector(weights, bias) -> Detector:
     return Detector(
-        TinySpec("energies", WaveformFrontEnd(N)), SegmentEnergies(weights, bias)
+        TinySpec("energies", WaveformFrontEnd(N), spoof_index=1, gradcam_layer="dummy"), SegmentEnergies(weights, bias)
     )
 
 
@@ -178,7 +152,7 @@ def test_speech_reference_is_the_mean_over_the_set():
 
 
 def test_the_reference_enters_the_key_and_the_record():
-    spec = TinySpec("energies", WaveformFrontEnd(N))
+    spec = TinySpec("energies", WaveformFrontEnd(N), spoof_index=1, gradcam_layer="dummy")
     default = keys.explanation_key("a" * 64, spec, "shap", window=0)
     blank = keys.explanation_key("a" * 64, spec, "shap", window=0, reference="blank")
     assert default.params["reference"] == "speech" and default.key != blank.key

@@ -244,16 +244,21 @@ def assert_closed(at: AppTest) -> None:
     assert not at.get("page_link") and not at.get("file_uploader")
 
 
+def run_with_secrets(path):
+    """the app run once with ``path`` as its only secrets file"""
+    before = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(path)])
+    try:
+        return run_app()
+    finally:
+        config.set_option("secrets.files", before)
+
+
 def test_malformed_secrets_file_keeps_the_app_closed(gate_env):
     # (the one test of an unparsable secrets file; test_ui_structure had a second copy)
     bad = gate_env / "secrets.toml"
     bad.write_text('access_password = "unterminated\nallowed_networks = [\n')
-    before = config.get_option("secrets.files")
-    config.set_option("secrets.files", [str(bad)])
-    try:
-        at = run_app()
-    finally:
-        config.set_option("secrets.files", before)
+    at = run_with_secrets(bad)
     assert_closed(at)
     assert not at.text_input  # not even the password form
     assert any("cannot be read" in e.value and "Access is closed" in e.value for e in at.error)
@@ -347,12 +352,7 @@ def test_an_undecodable_secrets_file_keeps_the_app_closed(gate_env, make, proble
     bad = gate_env / "conf" / "secrets.toml"
     bad.parent.mkdir()
     make(bad)
-    before = config.get_option("secrets.files")
-    config.set_option("secrets.files", [str(bad)])
-    try:
-        at = run_app()
-    finally:
-        config.set_option("secrets.files", before)
+    at = run_with_secrets(bad)
     assert_closed(at)
     assert not at.text_input
     assert [e.value for e in at.error] == [

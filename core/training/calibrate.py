@@ -200,7 +200,7 @@ def fit(
     # protocols and no matched one: each is held out in turn)
     matched = {s for d in sets if d.by_source for s in d.sources()}
     held_set = matched or set(src1.tolist())
-    held = n_groups(src1) >= 2 and len(held_set) >= 1 and (bool(matched) or len(held_set) >= 2)
+    held = n_groups(src1) >= 2  # then held_set has one source or more to hold out
     hs = held_set if held else None
     fitted_on["held_out_sources"] = sorted(held_set) if held else []
     if held:  # bands from outputs on sources the fit did not see
